@@ -1,1 +1,181 @@
-//! marketgate-macros
+//! Procedural macros of [marketgate](https://docs.rs/marketgate).
+//!
+//! This crate is an implementation detail: depend on `marketgate`, which
+//! re-exports these attributes, and never on this crate directly. Its
+//! version is pinned exactly by `marketgate`.
+//!
+//! Layout: `manifest` reads and validates `Marketplace.toml` (with `keys`
+//! for `RegisterUsage` keys), `args` parses attribute arguments, `expand`
+//! generates `#[entitled]`/`#[metered]`, `catalog` embeds the manifest and
+//! generates `#[marketgate::main]`.
+
+mod args;
+mod catalog;
+mod expand;
+mod keys;
+mod manifest;
+mod suggest;
+
+use proc_macro::TokenStream;
+
+/// Runs the function only if the process's verified entitlement grants a
+/// feature.
+///
+/// ```
+/// # use marketgate::Denied;
+/// # #[derive(Debug)] struct AppError(Denied);
+/// # impl From<Denied> for AppError { fn from(d: Denied) -> Self { AppError(d) } }
+/// #[marketgate::entitled("export")]
+/// fn export(report: &str) -> Result<String, AppError> {
+///     Ok(format!("exported {report}"))
+/// }
+///
+/// // Before start-up verification every check is denied: marketgate fails closed.
+/// let denied = export("q3").unwrap_err().0;
+/// assert_eq!(denied.name(), "export");
+/// ```
+///
+/// The feature must be declared by some product in `Marketplace.toml`; a
+/// name nobody declares is a compile error (with a suggestion for typos).
+/// Several features may be listed: `#[entitled("export", "sso")]` requires
+/// all of them.
+///
+/// # Denial
+///
+/// The check runs before the body. When it fails, the function returns
+/// `Err(From::from(marketgate::Denied))`, so its return type must be
+/// `Result<T, E>` with `E: From<marketgate::Denied>`. A function that
+/// returns something else names the value to return instead:
+///
+/// ```
+/// #[marketgate::entitled("export", on_denied = 402)]
+/// fn export_status() -> u16 {
+///     200
+/// }
+/// assert_eq!(export_status(), 402);
+/// ```
+///
+/// # Options
+///
+/// - `on_denied = <expr>`: the value to return when denied (evaluated only
+///   then).
+/// - `crate = "path"`: where the `marketgate` crate is, if renamed.
+///
+/// # Cost
+///
+/// The feature name is resolved at compile time to an index. A check is one
+/// relaxed atomic load and a bit test; no allocation, lock, string
+/// comparison or syscall.
+#[proc_macro_attribute]
+pub fn entitled(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::gate(expand::Kind::Entitled, args.into(), item.into()).into()
+}
+
+/// Records usage of a custom pricing dimension for each call.
+///
+/// ```
+/// # use marketgate::Denied;
+/// # #[derive(Debug)] struct AppError(Denied);
+/// # impl From<Denied> for AppError { fn from(d: Denied) -> Self { AppError(d) } }
+/// #[marketgate::metered(api_calls)]
+/// fn handle(request: &str) -> Result<usize, AppError> {
+///     Ok(request.len())
+/// }
+///
+/// #[marketgate::metered(gb_scanned, quantity = bytes.div_ceil(1 << 30))]
+/// fn scan(bytes: u64) -> Result<u64, AppError> {
+///     Ok(bytes)
+/// }
+/// # assert!(handle("x").is_err());
+/// ```
+///
+/// The dimension is written as an identifier, or as a string for names that
+/// are not identifiers (`#[metered("gb-scanned")]`). It must be a dimension
+/// of some product in `Marketplace.toml`.
+///
+/// # When a call counts
+///
+/// - **Denied calls never count.** Metering a dimension is a paid path: the
+///   call is denied (like `#[entitled]`) unless the verified product meters
+///   the dimension. A free product meters nothing.
+/// - **By default a call counts when it succeeds**: the function returned
+///   `Ok` (for a `Result`), or returned at all (for any other type, possible
+///   with `on_denied`). `on = return` counts every return, `Ok` or `Err`;
+///   `on = call` counts when the call is admitted, before the body runs.
+/// - **At most once per call**: the quantity is recorded once, however the
+///   body returns (`return`, `?`, tail expression).
+/// - **Panics and cancelled futures** record nothing under `on = success`
+///   and `on = return`: the body did not return. Under `on = call` the unit
+///   is already recorded before the body starts.
+/// - **`quantity = <expr>`** (default 1) is evaluated once, after the
+///   entitlement check and before the body runs, so it may read the
+///   arguments. It must be an unsigned integer (`u8`..`u64`, `usize`).
+///
+/// Stacking `#[entitled]` and `#[metered]` on one function, in either
+/// order, runs all checks first: a call denied by either never counts.
+///
+/// # Options
+///
+/// `quantity = <expr>`, `on = success | return | call`,
+/// `on_denied = <expr>`, `crate = "path"`.
+///
+/// # Cost
+///
+/// A record is one relaxed `fetch_add` into a per-thread shard of counters;
+/// no allocation, lock, clock read or syscall. The runtime reports hourly
+/// totals to AWS in the background.
+#[proc_macro_attribute]
+pub fn metered(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::gate(expand::Kind::Metered, args.into(), item.into()).into()
+}
+
+/// Verifies AWS Marketplace entitlement before `main`'s body runs.
+///
+/// ```no_run
+/// #[marketgate::main]
+/// fn main() {
+///     // Runs only once entitlement is verified.
+/// }
+/// ```
+///
+/// With an async runtime, put `#[marketgate::main]` first:
+///
+/// ```no_run
+/// # #[derive(Debug)] struct AppError;
+/// #[marketgate::main]
+/// #[tokio::main]
+/// async fn main() -> Result<(), AppError> {
+///     Ok(())
+/// }
+/// ```
+///
+/// It embeds the catalog compiled from `Marketplace.toml` into the binary,
+/// checks that every annotated function in every linked crate was compiled
+/// against the same catalog, selects and verifies the product, and only
+/// then runs the body. When verification fails it logs the error (and
+/// prints it to stderr) and exits with status 1 before the body runs.
+/// When the body returns, it flushes usage and releases licenses, then
+/// returns the body's value unchanged: `main` may return `()` or any
+/// `Result<(), E>`.
+///
+/// Option: `crate = "path"` for a renamed `marketgate` dependency.
+#[proc_macro_attribute]
+pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
+    catalog::main_attr(args.into(), item.into()).into()
+}
+
+/// The catalog compiled from this crate's `Marketplace.toml`, as a
+/// `&'static marketgate::Catalog`: for [`marketgate::start`] and tests.
+///
+/// ```
+/// let catalog: &'static marketgate::Catalog = marketgate::catalog!();
+/// assert!(catalog.product_by_name("pro").is_some());
+/// ```
+///
+/// Option: `crate = "path"` for a renamed `marketgate` dependency.
+///
+/// [`marketgate::start`]: https://docs.rs/marketgate/latest/marketgate/fn.start.html
+#[proc_macro]
+pub fn catalog(args: TokenStream) -> TokenStream {
+    catalog::catalog_macro(args.into()).into()
+}

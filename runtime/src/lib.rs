@@ -1,1 +1,83 @@
-//! marketgate
+//! # marketgate
+//!
+//! AWS Marketplace licensing and metering for Rust container products, as
+//! attributes on ordinary functions.
+//!
+//! - [`#[entitled("feature")]`](entitled) runs a function only if the
+//!   container's verified entitlement grants the feature.
+//! - [`#[metered(dimension)]`](metered) records usage of a custom pricing
+//!   dimension for hourly `MeterUsage` reports.
+//! - [`#[marketgate::main]`](main) verifies entitlement before `main`'s body
+//!   runs and refuses to start when the container is not entitled.
+//!
+//! The trusted products live in the seller's `Marketplace.toml`, next to
+//! `Cargo.toml`. It is validated at compile time and embedded in the binary;
+//! nothing reads it at run time.
+//!
+//! ## Quick start
+//!
+//! ```toml
+//! # Marketplace.toml
+//! [[product]]
+//! name = "pro"
+//! code = "prodcode123"
+//! tier = "paid"
+//! pricing = "custom"
+//! dimensions = ["api_calls"]
+//! features = ["export"]
+//! ```
+//!
+//! ```ignore
+//! use marketgate::{Denied, entitled, metered};
+//!
+//! #[derive(Debug)]
+//! enum AppError { NotEntitled(Denied) }
+//! impl From<Denied> for AppError {
+//!     fn from(d: Denied) -> Self { AppError::NotEntitled(d) }
+//! }
+//!
+//! #[entitled("export")]
+//! fn export(report: &str) -> Result<String, AppError> {
+//!     Ok(format!("exported {report}"))
+//! }
+//!
+//! #[metered(api_calls)]
+//! fn handle(request: &str) -> Result<usize, AppError> {
+//!     Ok(request.len())
+//! }
+//!
+//! #[marketgate::main]
+//! fn main() -> Result<(), AppError> {
+//!     export("q3")?;
+//!     handle("ping")?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Until start-up has verified entitlement, every check is denied: the
+//! runtime fails closed.
+
+mod call_site;
+mod catalog;
+mod counters;
+mod denied;
+mod entitlement;
+mod lifecycle;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use call_site::CatalogMismatch;
+pub use catalog::{
+    Catalog, EntitlementSpec, FeatureSet, LicenseSpec, MAX_DIMENSIONS, MAX_FEATURES, Pricing,
+    Product, RegistrationKey, Tier,
+};
+pub use denied::{DenialReason, Denied, Subject};
+pub use entitlement::InstallError;
+pub use lifecycle::{Guard, StartError, start, start_blocking};
+
+#[doc(inline)]
+pub use marketgate_macros::{catalog, entitled, main, metered};

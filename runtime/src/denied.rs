@@ -1,0 +1,167 @@
+//! The error an annotated function returns when the process is not entitled.
+
+use std::fmt;
+
+/// What a denied call asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Subject {
+    /// A feature named in `#[entitled("...")]`.
+    Feature(&'static str),
+    /// A dimension named in `#[metered(...)]`.
+    Dimension(&'static str),
+}
+
+/// Why a call was denied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DenialReason {
+    /// Entitlement has not been verified in this process: `#[marketgate::main]`
+    /// (or [`start`](crate::start)) has not run, or it failed. marketgate
+    /// fails closed.
+    NotVerified,
+    /// The active product is free and the feature is a paid path (no free
+    /// product grants it).
+    FreeTier {
+        /// The active (free) product's name.
+        product: &'static str,
+    },
+    /// The active product does not grant this feature, or does not meter
+    /// this dimension.
+    NotInProduct {
+        /// The active product's name.
+        product: &'static str,
+    },
+    /// The active contract product's license did not allow an entitlement
+    /// that unlocks this feature (or the license expired).
+    NotLicensed {
+        /// The active product's name.
+        product: &'static str,
+    },
+    /// The call site was compiled against a different `Marketplace.toml` than
+    /// the binary's catalog. Start-up refuses this; the check is a second line.
+    CatalogMismatch,
+}
+
+/// A call was refused because the process is not entitled to it.
+///
+/// `#[entitled]` and `#[metered]` return it through `From<Denied>` into the
+/// function's error type. It carries no allocation, so it is cheap to create
+/// on a denied hot path.
+///
+/// ```
+/// # use marketgate::{Denied, DenialReason, Subject};
+/// #[derive(Debug)]
+/// enum AppError {
+///     NotEntitled(Denied),
+/// }
+/// impl From<Denied> for AppError {
+///     fn from(denied: Denied) -> Self {
+///         AppError::NotEntitled(denied)
+///     }
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Denied {
+    subject: Subject,
+    reason: DenialReason,
+}
+
+impl Denied {
+    /// A denial of `subject` for `reason`.
+    #[must_use]
+    pub const fn new(subject: Subject, reason: DenialReason) -> Self {
+        Denied { subject, reason }
+    }
+
+    /// The feature or dimension that was asked for.
+    #[must_use]
+    pub const fn subject(&self) -> Subject {
+        self.subject
+    }
+
+    /// Why it was refused.
+    #[must_use]
+    pub const fn reason(&self) -> DenialReason {
+        self.reason
+    }
+
+    /// The feature or dimension name.
+    #[must_use]
+    pub const fn name(&self) -> &'static str {
+        match self.subject {
+            Subject::Feature(name) | Subject::Dimension(name) => name,
+        }
+    }
+}
+
+impl fmt::Display for Denied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (kind, name) = match self.subject {
+            Subject::Feature(name) => ("feature", name),
+            Subject::Dimension(name) => ("metered dimension", name),
+        };
+        write!(f, "{kind} `{name}` denied: ")?;
+        match self.reason {
+            DenialReason::NotVerified => f.write_str(
+                "AWS Marketplace entitlement has not been verified in this process \
+                 (start-up verification did not run or did not succeed)",
+            ),
+            DenialReason::FreeTier { product } => write!(
+                f,
+                "the active product `{product}` is free and `{name}` is a paid feature"
+            ),
+            DenialReason::NotInProduct { product } => match self.subject {
+                Subject::Feature(_) => {
+                    write!(f, "the active product `{product}` does not include it")
+                }
+                Subject::Dimension(_) => {
+                    write!(f, "the active product `{product}` does not meter it")
+                }
+            },
+            DenialReason::NotLicensed { product } => write!(
+                f,
+                "the license of product `{product}` does not allow an entitlement that grants it"
+            ),
+            DenialReason::CatalogMismatch => f.write_str(
+                "this call site was compiled against a different Marketplace.toml than the \
+                 binary's catalog",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Denied {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_subject_and_the_reason() {
+        let d = Denied::new(
+            Subject::Feature("export"),
+            DenialReason::FreeTier {
+                product: "community",
+            },
+        );
+        assert_eq!(
+            d.to_string(),
+            "feature `export` denied: the active product `community` is free and `export` is a paid feature"
+        );
+        let d = Denied::new(
+            Subject::Dimension("api_calls"),
+            DenialReason::NotInProduct { product: "pro" },
+        );
+        assert_eq!(
+            d.to_string(),
+            "metered dimension `api_calls` denied: the active product `pro` does not meter it"
+        );
+        assert_eq!(d.name(), "api_calls");
+    }
+
+    #[test]
+    fn is_a_std_error_that_crosses_threads() {
+        fn assert_error<E: std::error::Error + Send + Sync + 'static>() {}
+        assert_error::<Denied>();
+    }
+}
