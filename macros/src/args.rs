@@ -90,6 +90,11 @@ fn parse_items(input: ParseStream) -> syn::Result<Vec<Item>> {
         if input.is_empty() {
             break;
         }
+        if !input.peek(Token![,]) {
+            return Err(input.error(
+                "expected `,` between arguments, as in `#[metered(dimension, quantity = <expr>)]`",
+            ));
+        }
         input.parse::<Token![,]>()?;
     }
     Ok(items)

@@ -238,6 +238,24 @@ pub(crate) fn rebuild_tracking(files: &[std::path::PathBuf]) -> TokenStream {
     }
 }
 
+/// `tokens` with every span replaced by `span`.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            if let TokenTree::Group(group) = &tree {
+                let mut inner =
+                    proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
+                inner.set_span(span);
+                tree = TokenTree::Group(inner);
+            } else {
+                tree.set_span(span);
+            }
+            tree
+        })
+        .collect()
+}
+
 /// A `u64` literal that pedantic clippy finds readable.
 pub(crate) fn u64_literal(value: u64) -> TokenStream {
     let hex = format!("{value:016x}");
@@ -367,9 +385,11 @@ fn expand(kind: Kind, args: TokenStream, func: &mut ItemFn) -> syn::Result<Token
             });
             ident
         };
+    // Spanned at the return type, so a type that cannot carry the denial
+    // is reported there.
     let deny = |site: &syn::Ident| match &gates.on_denied {
         Some(expr) => quote!(#expr),
-        None => quote_spanned!(ret_span=> #p::deny(#p::explain(&#site))),
+        None => respan(quote!(#p::deny(#p::explain(&#site))), ret_span),
     };
 
     for feature in &gates.features {
