@@ -4,6 +4,7 @@
 #![deny(warnings, clippy::all, clippy::pedantic)]
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -366,9 +367,30 @@ fn a_dropped_future_records_nothing() {
     assert_eq!(recorded("api_calls") - before, 0);
 }
 
+static QUANTITY_EVALUATIONS: AtomicU64 = AtomicU64::new(0);
+
+fn observed_quantity(units: u64) -> u64 {
+    QUANTITY_EVALUATIONS.fetch_add(1, Ordering::SeqCst);
+    units
+}
+
+#[metered(gb_scanned, quantity = observed_quantity(units))]
+fn observed(units: u64) -> Result<(), AppError> {
+    Ok(())
+}
+
 #[test]
 fn denied_calls_never_count_and_never_evaluate_the_quantity() {
     let _serial = as_product("pro"); // hourly: meters nothing
+    let evaluations = QUANTITY_EVALUATIONS.load(Ordering::SeqCst);
+    assert!(observed(5).is_err());
+    assert_eq!(QUANTITY_EVALUATIONS.load(Ordering::SeqCst), evaluations);
+    switch_to("usage");
+    let before = recorded("gb_scanned");
+    assert_eq!(observed(5), Ok(()));
+    assert_eq!(QUANTITY_EVALUATIONS.load(Ordering::SeqCst), evaluations + 1);
+    assert_eq!(recorded("gb_scanned") - before, 5);
+    switch_to("pro");
     let before = recorded("gb_scanned");
     let denied = scan(1 << 30, false).unwrap_err();
     assert_eq!(
