@@ -61,13 +61,41 @@ pub(crate) fn parse_rsa_spki_pem(text: &[u8]) -> Result<PublicKey, String> {
         .map_err(|e| format!("its RSA key does not parse ({e})"))?;
     let modulus = key.modulus.as_bytes();
     let bits = modulus.len() * 8 - modulus.first().map_or(8, |b| b.leading_zeros() as usize);
-    if !(1024..=8192).contains(&bits) {
+    // The runtime verifies with the AWS SDK's own crypto provider
+    // (aws-lc-rs), whose PS256 verifier takes 2048- to 8192-bit keys.
+    if !(2048..=8192).contains(&bits) {
         return Err(format!(
-            "its RSA modulus has {bits} bits; expected 1024 to 8192"
+            "its RSA modulus has {bits} bits; PS256 verification needs 2048 to 8192 bits"
         ));
     }
     Ok(PublicKey {
         spki: der.clone(),
         rsa: rsa.to_vec(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_an_rsa_spki_and_keeps_both_encodings() {
+        let key = parse_rsa_spki_pem(include_bytes!("../testdata/rsa2048.pem")).expect("valid key");
+        assert_eq!(key.spki.first(), Some(&0x30));
+        assert!(key.spki.len() > key.rsa.len());
+        assert!(key.spki.ends_with(&key.rsa));
+    }
+
+    #[test]
+    fn explains_what_the_file_is_instead() {
+        let err = |bytes: &[u8]| parse_rsa_spki_pem(bytes).err().expect("must be refused");
+        assert!(err(include_bytes!("../testdata/rsa2048-pkcs1.pem")).contains("PKCS#1"));
+        assert!(err(include_bytes!("../testdata/rsa1024.pem")).contains("1024 bits"));
+        assert!(err(include_bytes!("../testdata/ec.pem")).contains("not an RSA key"));
+        assert!(
+            err(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+                .contains("never ship a private key")
+        );
+        assert!(err(b"hello").contains("not a PEM file"));
+    }
 }
