@@ -83,7 +83,6 @@ pub(crate) fn active_product() -> Option<&'static Product> {
 ///
 /// A free product grants only free features, whatever AWS said: a paid path
 /// needs a verified paid product (DESIGN §3).
-#[cfg_attr(not(any(test, feature = "testing")), allow(dead_code))] // start-up verification calls it next
 pub(crate) fn grants(catalog: &Catalog, product: &Product, licensed: FeatureSet) -> FeatureSet {
     let declared = match product.pricing() {
         Pricing::Contract => licensed.intersection(product.features()),
@@ -96,7 +95,6 @@ pub(crate) fn grants(catalog: &Catalog, product: &Product, licensed: FeatureSet)
 }
 
 /// Publishes a verified product and the features it grants.
-#[cfg_attr(not(any(test, feature = "testing")), allow(dead_code))] // start-up verification calls it next
 pub(crate) fn activate(catalog: &'static Catalog, product: &'static Product, granted: FeatureSet) {
     let Some(index) = catalog
         .products()
@@ -125,6 +123,15 @@ pub(crate) fn revoke_all() {
     }
     METERED.store(0, Ordering::Relaxed);
     ACTIVE.store(0, Ordering::Release);
+}
+
+/// The features currently granted.
+pub(crate) fn granted() -> FeatureSet {
+    let mut words = [0; FEATURE_WORDS];
+    for (w, atomic) in words.iter_mut().zip(&GRANTED) {
+        *w = atomic.load(Ordering::Relaxed);
+    }
+    FeatureSet(words)
 }
 
 /// Explains why the check at `site` failed. Off the hot path.

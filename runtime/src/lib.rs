@@ -57,19 +57,27 @@
 //! Until start-up has verified entitlement, every check is denied: the
 //! runtime fails closed.
 
+mod aws;
 mod call_site;
 mod catalog;
 mod counters;
 mod denied;
 mod entitlement;
+mod license;
 mod lifecycle;
+mod region;
+mod retry;
+mod signature;
+mod status;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod verify;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
+pub use aws::AwsFailure;
 pub use call_site::CatalogMismatch;
 pub use catalog::{
     Catalog, EntitlementSpec, FeatureSet, LicenseSpec, MAX_DIMENSIONS, MAX_FEATURES, Pricing,
@@ -77,7 +85,15 @@ pub use catalog::{
 };
 pub use denied::{DenialReason, Denied, Subject};
 pub use entitlement::InstallError;
-pub use lifecycle::{Guard, StartError, start, start_blocking};
+pub use lifecycle::{
+    Guard, Options, PRODUCT_CODE_ENV, STARTUP_TIMEOUT_ENV, StartError, start, start_blocking,
+    start_blocking_with, start_with,
+};
+pub use region::{DiscoveredRegion, RegionError, RegionSource, RegionSources};
+pub use signature::{RegistrationClaims, SignatureError, verify_registration};
+pub use status::{
+    CallStatus, LicenseStatus, ProductStatus, RegionStatus, RunState, Status, status,
+};
 
 #[doc(inline)]
 pub use marketgate_macros::{catalog, entitled, main, metered};

@@ -1,29 +1,346 @@
-//! Start-up and shutdown: what `#[marketgate::main]` wraps around `main`.
+//! Start-up and shutdown: what `#[marketgate::main]` wraps around `main`,
+//! and the explicit [`start`] / [`Guard`] API for programs that cannot use
+//! the attribute.
+//!
+//! The runtime's AWS work runs on a dedicated thread with its own
+//! current-thread tokio runtime, so it works the same under a sync `main`,
+//! under any async runtime, and never competes with the application's
+//! executor.
 
-use crate::catalog::Catalog;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::aws::{self, AwsFailure, Endpoint};
+use crate::catalog::{Catalog, Product};
 use crate::entitlement::{self, InstallError};
+use crate::license;
+use crate::region::{RegionError, RegionSource, RegionSources};
+use crate::retry::Backoff;
+use crate::signature::SignatureError;
+use crate::status::{self, ProductStatus, RegionStatus, RunState};
+use crate::verify::{self, Consumption};
 
-/// Why the process may not start.
+/// The deployment setting that picks the product (Helm value, task
+/// definition environment).
+pub const PRODUCT_CODE_ENV: &str = "MARKETGATE_PRODUCT_CODE";
+/// Start-up retry budget in seconds (default 1800, AWS's 30 minutes).
+pub const STARTUP_TIMEOUT_ENV: &str = "MARKETGATE_STARTUP_TIMEOUT_SECS";
+
+/// Why the process may not start. Every message says what to do.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
-    /// The catalog could not be installed (call sites disagree with it).
+    /// Call sites disagree with the catalog (or another catalog is installed).
     #[error(transparent)]
     Catalog(#[from] InstallError),
-    /// No way to verify entitlement is built into this binary.
+    /// `start` was called while the runtime is already running.
+    #[error("marketgate is already started in this process; start it once (or shut down first)")]
+    AlreadyStarted,
+    /// Several products are trusted and none was selected.
     #[error(
-        "entitlement cannot be verified: this build of marketgate has no AWS backend yet, \
-         so every #[entitled] and #[metered] call stays denied"
+        "{PRODUCT_CODE_ENV} is not set and this binary trusts several products: {trusted}; \
+         set it to the product code of the listing this container runs under"
     )]
-    NoBackend,
+    NoProductSelected {
+        /// The trusted products.
+        trusted: String,
+    },
+    /// The selected product code is not one the binary trusts.
+    #[error(
+        "{PRODUCT_CODE_ENV}=`{code}` is not a product this binary trusts; trusted products: \
+         {trusted}"
+    )]
+    UnknownProduct {
+        /// The code given.
+        code: String,
+        /// The trusted products.
+        trusted: String,
+    },
+    /// No Region could be determined.
+    #[error(transparent)]
+    Region(#[from] RegionError),
+    /// The AWS credentials chain found nothing.
+    #[error(
+        "no AWS credentials ({0}): give the ECS task a task role, or the EKS pod an IAM role \
+         through IRSA, with the AWS Marketplace policy for its pricing model \
+         (AWSMarketplaceMeteringRegisterUsage, AWSMarketplaceMeteringFullAccess or \
+         AWSLicenseManagerConsumptionPolicy)"
+    )]
+    Credentials(AwsFailure),
+    /// AWS says this is not ECS, EKS or Fargate.
+    #[error(
+        "not running on Amazon ECS, Amazon EKS or AWS Fargate with task-role or IRSA \
+         credentials ({0}); AWS Marketplace answers only there. For local runs use the \
+         simulator: start `marketgate-sim` and run a build with the `dev` feature and \
+         MARKETGATE_ENDPOINT set to it"
+    )]
+    NotOnAws(AwsFailure),
+    /// The Region called is not the task's.
+    #[error(
+        "AWS Marketplace was called in {region} (from {region_source}) but this task runs in \
+         another Region ({failure}); never hard-code the Region: on ECS AWS_REGION is set for \
+         you, on EKS set it in the pod spec"
+    )]
+    RegionMismatch {
+        /// The Region used.
+        region: String,
+        /// Where it came from.
+        region_source: RegionSource,
+        /// AWS's answer.
+        failure: AwsFailure,
+    },
+    /// The buyer is not subscribed.
+    #[error(
+        "the buyer's AWS account is not subscribed to product `{product}` ({failure}); \
+         subscribe in AWS Marketplace, or deploy with the product code they subscribed to"
+    )]
+    NotSubscribed {
+        /// Product name.
+        product: &'static str,
+        /// AWS's answer.
+        failure: AwsFailure,
+    },
+    /// AWS does not know the product code.
+    #[error(
+        "AWS does not recognise code `{code}` of product `{product}` ({failure}); check \
+         Marketplace.toml against the AWS Marketplace Management Portal"
+    )]
+    InvalidProductCode {
+        /// Product name.
+        product: &'static str,
+        /// Its code.
+        code: &'static str,
+        /// AWS's answer.
+        failure: AwsFailure,
+    },
+    /// AWS rejected the public key version.
+    #[error(
+        "AWS rejected public key version {version} of product `{product}` ({failure}); put the \
+         current key and version from the AWS Marketplace Management Portal in Marketplace.toml"
+    )]
+    InvalidPublicKeyVersion {
+        /// Product name.
+        product: &'static str,
+        /// The version sent.
+        version: u32,
+        /// AWS's answer.
+        failure: AwsFailure,
+    },
+    /// AWS rejected a metering dimension.
+    #[error(
+        "AWS rejected a metering dimension of product `{product}` ({failure}); the manifest's \
+         dimensions must be the listing's dimension API names"
+    )]
+    InvalidDimension {
+        /// Product name.
+        product: &'static str,
+        /// AWS's answer.
+        failure: AwsFailure,
+    },
+    /// The license allows none of the requested entitlements.
+    #[error(
+        "the buyer's license for product `{product}` allows none of the requested \
+         entitlements ({failure}): the contract expired or was suspended, or every seat is in \
+         use"
+    )]
+    NotLicensed {
+        /// Product name.
+        product: &'static str,
+        /// AWS's answer.
+        failure: AwsFailure,
+    },
+    /// The RegisterUsage signature failed verification.
+    #[error("start-up verification of product `{product}` failed: {source}")]
+    Signature {
+        /// Product name.
+        product: &'static str,
+        /// What was wrong.
+        source: SignatureError,
+    },
+    /// Transient failures until the start-up budget ran out.
+    #[error(
+        "AWS did not answer successfully within the start-up budget ({elapsed:?}, {attempts} \
+         attempts); last failure: {last}. Check that the task can reach AWS endpoints \
+         (the budget is {STARTUP_TIMEOUT_ENV})"
+    )]
+    Unavailable {
+        /// Attempts made.
+        attempts: u32,
+        /// Time spent.
+        elapsed: Duration,
+        /// The last failure.
+        last: AwsFailure,
+    },
+    /// Any other refusal from AWS.
+    #[error("AWS refused start-up verification: {0}")]
+    Aws(AwsFailure),
+    /// The runtime's background thread could not run.
+    #[error("marketgate's background thread failed: {0}")]
+    Runtime(String),
 }
 
-/// Keeps the runtime's background work alive; shut it down when the program
-/// ends.
+/// How the runtime starts and runs. [`Options::from_env`] is what
+/// `#[marketgate::main]` uses.
+#[derive(Debug, Clone)]
+pub struct Options {
+    product_code: Option<String>,
+    startup_timeout: Duration,
+    call_timeout: Duration,
+    shutdown_timeout: Duration,
+    handle_signals: bool,
+    signal_grace: Duration,
+    license_check: Duration,
+    license_extend: Duration,
+    endpoint: Endpoint,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            product_code: None,
+            startup_timeout: Duration::from_secs(30 * 60),
+            call_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(20),
+            handle_signals: true,
+            signal_grace: Duration::from_secs(10),
+            license_check: verify::LICENSE_CHECK,
+            license_extend: verify::LICENSE_EXTEND,
+            endpoint: Endpoint::Aws,
+        }
+    }
+}
+
+impl Options {
+    /// Defaults plus the deployment's environment: [`PRODUCT_CODE_ENV`],
+    /// [`STARTUP_TIMEOUT_ENV`], and (`dev` builds only) `MARKETGATE_ENDPOINT`.
+    #[must_use]
+    pub fn from_env() -> Self {
+        let mut options = Options {
+            product_code: std::env::var(PRODUCT_CODE_ENV)
+                .ok()
+                .filter(|c| !c.trim().is_empty()),
+            ..Options::default()
+        };
+        if let Some(secs) = std::env::var(STARTUP_TIMEOUT_ENV)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+        {
+            options.startup_timeout = Duration::from_secs(secs);
+        }
+        #[cfg(feature = "dev")]
+        if let Some(url) = std::env::var(aws::DEV_ENDPOINT)
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+        {
+            options.endpoint = Endpoint::Dev(url);
+        }
+        options
+    }
+
+    /// Selects the product by its AWS product code.
+    #[must_use]
+    pub fn product_code(mut self, code: impl Into<String>) -> Self {
+        self.product_code = Some(code.into());
+        self
+    }
+
+    /// How long start-up retries throttling and server faults (default 30
+    /// minutes, AWS's guidance).
+    #[must_use]
+    pub fn startup_timeout(mut self, timeout: Duration) -> Self {
+        self.startup_timeout = timeout;
+        self
+    }
+
+    /// Timeout of each AWS call attempt (default 10 s).
+    #[must_use]
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// How long shutdown may take (default 20 s, inside ECS's 30 s).
+    #[must_use]
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Whether SIGTERM and SIGINT trigger the shutdown work (default on).
+    /// After it, the process exits once `grace` has passed unless `main`
+    /// returned first.
+    #[must_use]
+    pub fn handle_signals(mut self, handle: bool, grace: Duration) -> Self {
+        self.handle_signals = handle;
+        self.signal_grace = grace;
+        self
+    }
+
+    /// Interval of license re-checks (default 15 minutes).
+    #[must_use]
+    pub fn license_check_interval(mut self, interval: Duration) -> Self {
+        self.license_check = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Interval of license consumption extensions (default 30 minutes; at
+    /// most 45 so a consumption never lapses while the process runs).
+    #[must_use]
+    pub fn license_extend_interval(mut self, interval: Duration) -> Self {
+        self.license_extend = interval.clamp(Duration::from_millis(10), verify::LICENSE_EXTEND_MAX);
+        self
+    }
+
+    /// Sends both services to `url` (the simulator). Only builds with the
+    /// `dev` feature have this; release builds cannot be redirected.
+    #[cfg(feature = "dev")]
+    #[must_use]
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Endpoint::Dev(url.into());
+        self
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff {
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(30),
+            budget: self.startup_timeout,
+        }
+    }
+}
+
+enum Command {
+    Shutdown(oneshot::Sender<()>),
+}
+
+enum Reply {
+    Blocking(std::sync::mpsc::Sender<Result<(), StartError>>),
+    Async(oneshot::Sender<Result<(), StartError>>),
+}
+
+impl Reply {
+    fn send(self, result: Result<(), StartError>) {
+        match self {
+            Reply::Blocking(tx) => drop(tx.send(result)),
+            Reply::Async(tx) => drop(tx.send(result)),
+        }
+    }
+}
+
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+/// Keeps the runtime's background work alive; shut it down when the
+/// program ends (`#[marketgate::main]` does).
 #[derive(Debug)]
-#[must_use = "dropping the guard skips the final flush"]
+#[must_use = "dropping the guard skips the final flush and license check-in"]
 pub struct Guard {
     catalog: &'static Catalog,
+    commands: mpsc::UnboundedSender<Command>,
+    thread: Option<JoinHandle<()>>,
+    shutdown_timeout: Duration,
 }
 
 impl Guard {
@@ -33,36 +350,363 @@ impl Guard {
         self.catalog
     }
 
-    /// Flushes and releases what the runtime holds.
+    fn request_shutdown(&self) -> Option<oneshot::Receiver<()>> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Shutdown(tx)).ok().map(|()| rx)
+    }
+
+    fn finish(mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    /// Checks licenses in and flushes usage, within the shutdown timeout.
     pub fn shutdown_blocking(self) {
-        entitlement::revoke_all();
+        if let Some(rx) = self.request_shutdown() {
+            let timeout = self.shutdown_timeout;
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = done_tx.send(rx.blocking_recv());
+            });
+            if done_rx.recv_timeout(timeout).is_err() {
+                tracing::error!(target: "marketgate", ?timeout, "shutdown did not finish in time");
+                return;
+            }
+        }
+        self.finish();
     }
 
     /// Async form of [`Guard::shutdown_blocking`].
-    #[allow(clippy::unused_async)] // the flush it will await lands with the metering pipeline
     pub async fn shutdown(self) {
-        self.shutdown_blocking();
+        if let Some(rx) = self.request_shutdown()
+            && tokio::time::timeout(self.shutdown_timeout, rx)
+                .await
+                .is_err()
+        {
+            tracing::error!(target: "marketgate", "shutdown did not finish in time");
+            return;
+        }
+        // The thread has replied and is exiting; joining is immediate.
+        self.finish();
     }
 }
 
-/// Verifies entitlement for `catalog` and starts the runtime's background
-/// work. `#[marketgate::main]` calls this for you.
+fn trusted_list(catalog: &Catalog) -> String {
+    catalog
+        .products()
+        .iter()
+        .map(|p| format!("{} ({}, {} {})", p.name(), p.code(), p.tier(), p.pricing()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Picks the product to verify: the configured code if trusted, or the only
+/// product (DESIGN §3).
+fn select(catalog: &'static Catalog, code: Option<&str>) -> Result<&'static Product, StartError> {
+    match code {
+        Some(code) => {
+            catalog
+                .product_by_code(code.trim())
+                .ok_or_else(|| StartError::UnknownProduct {
+                    code: code.to_owned(),
+                    trusted: trusted_list(catalog),
+                })
+        }
+        None => match catalog.products() {
+            [only] => Ok(only),
+            _ => Err(StartError::NoProductSelected {
+                trusted: trusted_list(catalog),
+            }),
+        },
+    }
+}
+
+fn launch(catalog: &'static Catalog, options: Options, reply: Reply) -> Result<Guard, StartError> {
+    if STARTED.swap(true, Ordering::AcqRel) {
+        return Err(StartError::AlreadyStarted);
+    }
+    let prepared = entitlement::install(catalog)
+        .map_err(StartError::from)
+        .and_then(|()| select(catalog, options.product_code.as_deref()));
+    let product = match prepared {
+        Ok(product) => product,
+        Err(e) => {
+            STARTED.store(false, Ordering::Release);
+            return Err(e);
+        }
+    };
+    status::set_state(RunState::Starting);
+    status::set_product(ProductStatus {
+        name: product.name(),
+        code: product.code(),
+        tier: product.tier(),
+        pricing: product.pricing(),
+    });
+    #[cfg(feature = "testing")]
+    tracing::warn!(
+        target: "marketgate",
+        "built with the `testing` feature: code in this process can grant entitlements"
+    );
+    let (commands, receiver) = mpsc::unbounded_channel();
+    let shutdown_timeout = options.shutdown_timeout;
+    let thread = std::thread::Builder::new()
+        .name("marketgate".to_owned())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    STARTED.store(false, Ordering::Release);
+                    reply.send(Err(StartError::Runtime(e.to_string())));
+                    return;
+                }
+            };
+            runtime.block_on(run(catalog, product, options, reply, receiver));
+        })
+        .map_err(|e| {
+            STARTED.store(false, Ordering::Release);
+            StartError::Runtime(e.to_string())
+        })?;
+    Ok(Guard {
+        catalog,
+        commands,
+        thread: Some(thread),
+        shutdown_timeout,
+    })
+}
+
+/// Region, clients and the pricing model's verification.
+async fn verify_product(
+    catalog: &'static Catalog,
+    product: &'static Product,
+    options: &Options,
+) -> Result<(aws::Clients, verify::Verified), StartError> {
+    let region = RegionSources::from_env().discover().await?;
+    status::set_region(RegionStatus {
+        name: region.region.clone(),
+        source: region.source,
+    });
+    tracing::info!(
+        target: "marketgate",
+        region = %region.region,
+        source = %region.source,
+        product = product.name(),
+        pricing = %product.pricing(),
+        "verifying AWS Marketplace entitlement"
+    );
+    let clients = aws::clients(&region.region, &options.endpoint, options.call_timeout).await;
+    let cx = verify::Context {
+        catalog,
+        product,
+        region: &region,
+        clients: &clients,
+        backoff: options.backoff(),
+    };
+    let verified = verify::verify(&cx).await?;
+    Ok((clients, verified))
+}
+
+/// The background thread: verify, then serve until shutdown.
+async fn run(
+    catalog: &'static Catalog,
+    product: &'static Product,
+    options: Options,
+    reply: Reply,
+    commands: mpsc::UnboundedReceiver<Command>,
+) {
+    aws::report_ignored_overrides(&options.endpoint);
+    let (clients, verified) = match verify_product(catalog, product, &options).await {
+        Ok(v) => v,
+        Err(e) => {
+            status::set_refusal(e.to_string());
+            STARTED.store(false, Ordering::Release);
+            reply.send(Err(e));
+            return;
+        }
+    };
+    entitlement::activate(catalog, product, verified.granted);
+    status::set_state(RunState::Running);
+    tracing::info!(
+        target: "marketgate",
+        product = product.name(),
+        features = ?catalog.feature_names(entitlement::granted()).collect::<Vec<_>>(),
+        "entitlement verified"
+    );
+    let maintenance = verified.consumption.clone().map(|consumption| {
+        tokio::spawn(license::maintain(
+            catalog,
+            product,
+            clients.clone(),
+            consumption,
+            license::Schedule {
+                extend_every: options.license_extend,
+                check_every: options.license_check,
+            },
+        ))
+    });
+    reply.send(Ok(()));
+    let work = ShutdownWork {
+        clients,
+        consumption: verified.consumption,
+        maintenance,
+        done: false,
+    };
+    serve(work, commands, &options).await;
+}
+
+/// Ends the runtime: no grants, stopped, startable again.
+fn stopped(command: Option<Command>) {
+    entitlement::revoke_all();
+    status::set_state(RunState::Stopped);
+    STARTED.store(false, Ordering::Release);
+    if let Some(Command::Shutdown(done)) = command {
+        let _ = done.send(());
+    }
+}
+
+/// Waits for the guard's shutdown or a signal.
+async fn serve(
+    mut work: ShutdownWork,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    options: &Options,
+) {
+    tokio::select! {
+        command = commands.recv() => {
+            work.run().await;
+            stopped(command);
+        }
+        signo = wait_for_signal(options.handle_signals) => {
+            tracing::info!(target: "marketgate", signal = signo, "signal received: flushing and checking in");
+            work.run().await;
+            let grace = options.signal_grace;
+            // Give main the grace period to return (its own shutdown
+            // handling may need it); a program that ignores the signal
+            // still exits.
+            tokio::select! {
+                command = commands.recv() => stopped(command),
+                () = tokio::time::sleep(grace) => {
+                    tracing::warn!(target: "marketgate", ?grace, "main did not return after the signal; exiting");
+                    std::process::exit(128 + signo);
+                }
+            }
+        }
+    }
+}
+
+/// What must happen before the process ends.
+struct ShutdownWork {
+    clients: aws::Clients,
+    consumption: Option<Consumption>,
+    maintenance: Option<tokio::task::JoinHandle<()>>,
+    done: bool,
+}
+
+impl ShutdownWork {
+    async fn run(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        status::set_state(RunState::ShuttingDown);
+        if let Some(task) = self.maintenance.take() {
+            task.abort();
+        }
+        if let Some(consumption) = self.consumption.take() {
+            license::check_in(&self.clients, &consumption).await;
+        }
+    }
+}
+
+/// Resolves with the signal number on SIGTERM or SIGINT; never if disabled.
+async fn wait_for_signal(enabled: bool) -> i32 {
+    if !enabled {
+        return std::future::pending().await;
+    }
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => 15,
+                _ = int.recv() => 2,
+            },
+            _ => {
+                tracing::warn!(target: "marketgate", "cannot install signal handlers");
+                std::future::pending().await
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        2
+    }
+}
+
+/// Verifies entitlement for `catalog` (options from the environment) and
+/// starts the runtime's background work. `#[marketgate::main]` calls this
+/// for you.
 ///
 /// # Errors
-/// [`StartError`] when the process must not run: call sites compiled
-/// against another manifest, or entitlement not verified.
+/// [`StartError`] when the process must not run.
 pub fn start_blocking(catalog: &'static Catalog) -> Result<Guard, StartError> {
-    entitlement::install(catalog)?;
-    Err(StartError::NoBackend)
+    start_blocking_with(catalog, Options::from_env())
+}
+
+/// [`start_blocking`] with explicit [`Options`].
+///
+/// # Errors
+/// [`StartError`] when the process must not run.
+pub fn start_blocking_with(
+    catalog: &'static Catalog,
+    options: Options,
+) -> Result<Guard, StartError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let guard = launch(catalog, options, Reply::Blocking(tx))?;
+    match rx.recv() {
+        Ok(Ok(())) => Ok(guard),
+        Ok(Err(e)) => {
+            guard.finish();
+            Err(e)
+        }
+        Err(_) => Err(StartError::Runtime(
+            "the background thread ended".to_owned(),
+        )),
+    }
 }
 
 /// Async form of [`start_blocking`].
 ///
 /// # Errors
-/// As [`start_blocking`].
-#[allow(clippy::unused_async)] // verification over the network lands with the AWS backends
+/// [`StartError`] when the process must not run.
 pub async fn start(catalog: &'static Catalog) -> Result<Guard, StartError> {
-    start_blocking(catalog)
+    start_with(catalog, Options::from_env()).await
+}
+
+/// Async form of [`start_blocking_with`].
+///
+/// # Errors
+/// [`StartError`] when the process must not run.
+pub async fn start_with(catalog: &'static Catalog, options: Options) -> Result<Guard, StartError> {
+    let (tx, rx) = oneshot::channel();
+    let guard = launch(catalog, options, Reply::Async(tx))?;
+    match rx.await {
+        Ok(Ok(())) => Ok(guard),
+        Ok(Err(e)) => {
+            // The thread has replied and is exiting.
+            guard.finish();
+            Err(e)
+        }
+        Err(_) => Err(StartError::Runtime(
+            "the background thread ended".to_owned(),
+        )),
+    }
 }
 
 fn refuse(error: &StartError) -> ! {
@@ -94,4 +738,61 @@ pub fn main_finish_blocking(guard: Guard) {
 #[doc(hidden)]
 pub async fn main_finish(guard: Guard) {
     guard.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FREE: Product = Product::__new(
+        "a",
+        "code-a",
+        crate::Tier::Free,
+        crate::Pricing::Hourly,
+        crate::FeatureSet::EMPTY,
+        0,
+        None,
+        None,
+    );
+    static CATALOG: Catalog = Catalog::__new(
+        0,
+        "m",
+        &[
+            FREE,
+            Product::__new(
+                "b",
+                "code-b",
+                crate::Tier::Paid,
+                crate::Pricing::Custom,
+                crate::FeatureSet::EMPTY,
+                1,
+                None,
+                None,
+            ),
+        ],
+        &[],
+        &["d"],
+    );
+    static SINGLE: Catalog = Catalog::__new(0, "m", &[FREE], &[], &[]);
+
+    #[test]
+    fn product_selection() {
+        assert_eq!(
+            select(&CATALOG, Some("code-b")).map(Product::name).ok(),
+            Some("b")
+        );
+        let err = select(&CATALOG, Some("free-code")).expect_err("untrusted");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("`free-code` is not a product this binary trusts"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("a (code-a, free hourly), b (code-b, paid custom)"),
+            "{msg}"
+        );
+        let err = select(&CATALOG, None).expect_err("ambiguous");
+        assert!(matches!(err, StartError::NoProductSelected { .. }));
+        assert_eq!(select(&SINGLE, None).map(Product::name).ok(), Some("a"));
+    }
 }

@@ -4,8 +4,12 @@
 use std::process::Command;
 
 fn run(binary: &str) -> std::process::Output {
+    // Nothing here may reach beyond loopback: no Region, no instance metadata.
     Command::new(binary)
         .env_remove("MARKETGATE_PRODUCT_CODE")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .expect("run test binary")
 }

@@ -1,0 +1,238 @@
+//! A snapshot of what the runtime knows, for health endpoints and logs.
+//!
+//! Written by start-up and background work (never by the hot path), read by
+//! [`status`]. Serialises with serde, so a health endpoint can return it as
+//! JSON directly.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::aws::AwsFailure;
+use crate::catalog::{Pricing, Tier};
+use crate::entitlement;
+use crate::region::RegionSource;
+
+/// Where the runtime is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    /// Nothing started yet: every check is denied.
+    NotStarted,
+    /// Verifying entitlement.
+    Starting,
+    /// Verified; checks answer from the verified product.
+    Running,
+    /// Start-up verification failed.
+    Refused,
+    /// Shutting down: flushing usage, checking in licenses.
+    ShuttingDown,
+    /// Shut down.
+    Stopped,
+}
+
+/// The verified product.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProductStatus {
+    /// Local name from the manifest.
+    pub name: &'static str,
+    /// AWS product code.
+    pub code: &'static str,
+    /// `paid` or `free`.
+    #[serde(serialize_with = "as_display")]
+    pub tier: Tier,
+    /// Pricing model.
+    #[serde(serialize_with = "as_display")]
+    pub pricing: Pricing,
+}
+
+fn as_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+/// The Region calls go to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegionStatus {
+    /// Region name.
+    pub name: String,
+    /// Where it was found.
+    pub source: RegionSource,
+}
+
+/// The License Manager consumption this process holds (contract products).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LicenseStatus {
+    /// The license.
+    pub license_arn: String,
+    /// When the consumption expires unless extended (as AWS wrote it).
+    pub expiration: String,
+    /// Entitlements AWS allowed at checkout.
+    pub entitlements_allowed: Vec<String>,
+    /// When the consumption was last extended (epoch seconds).
+    pub last_extended: Option<u64>,
+    /// When the license was last re-checked (epoch seconds).
+    pub last_checked: Option<u64>,
+    /// License Manager's status of the license at the last check.
+    pub license_state: Option<String>,
+}
+
+/// The last result of one AWS operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallStatus {
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// Error code, when it failed.
+    pub code: Option<String>,
+    /// Error message, when it failed.
+    pub message: Option<String>,
+    /// When (epoch seconds).
+    pub at: u64,
+}
+
+/// A snapshot of the runtime's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    /// Where the runtime is in its life.
+    pub state: RunState,
+    /// The verified product, once verified.
+    pub product: Option<ProductStatus>,
+    /// The Region AWS calls go to.
+    pub region: Option<RegionStatus>,
+    /// Features granted now.
+    pub features: Vec<&'static str>,
+    /// Dimensions that may be metered now.
+    pub dimensions: Vec<&'static str>,
+    /// The license consumption held, for contract products.
+    pub license: Option<LicenseStatus>,
+    /// Last result per AWS operation.
+    pub aws: BTreeMap<&'static str, CallStatus>,
+    /// Why the runtime is degraded, if it is (empty when healthy).
+    pub degraded: Vec<String>,
+    /// Why start-up was refused, if it was.
+    pub refusal: Option<String>,
+    /// Built with the `testing` feature (entitlements can be granted by code).
+    pub testing_build: bool,
+    /// Built with the `dev` feature (`MARKETGATE_ENDPOINT` is honoured).
+    pub dev_build: bool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: RunState,
+    product: Option<ProductStatus>,
+    region: Option<RegionStatus>,
+    license: Option<LicenseStatus>,
+    aws: BTreeMap<&'static str, CallStatus>,
+    degraded: BTreeMap<&'static str, String>,
+    refusal: Option<String>,
+}
+
+static INNER: Mutex<Inner> = Mutex::new(Inner {
+    state: RunState::NotStarted,
+    product: None,
+    region: None,
+    license: None,
+    aws: BTreeMap::new(),
+    degraded: BTreeMap::new(),
+    refusal: None,
+});
+
+fn inner() -> MutexGuard<'static, Inner> {
+    INNER.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+pub(crate) fn set_state(state: RunState) {
+    inner().state = state;
+}
+
+pub(crate) fn set_refusal(reason: String) {
+    let mut i = inner();
+    i.state = RunState::Refused;
+    i.refusal = Some(reason);
+}
+
+pub(crate) fn set_product(product: ProductStatus) {
+    inner().product = Some(product);
+}
+
+pub(crate) fn set_region(region: RegionStatus) {
+    inner().region = Some(region);
+}
+
+pub(crate) fn update_license(update: impl FnOnce(&mut Option<LicenseStatus>)) {
+    update(&mut inner().license);
+}
+
+pub(crate) fn record_call(operation: &'static str, result: Result<(), &AwsFailure>) {
+    let status = match result {
+        Ok(()) => CallStatus {
+            ok: true,
+            code: None,
+            message: None,
+            at: now_secs(),
+        },
+        Err(f) => CallStatus {
+            ok: false,
+            code: f.code.clone(),
+            message: Some(f.message.clone()),
+            at: now_secs(),
+        },
+    };
+    inner().aws.insert(operation, status);
+}
+
+/// Marks the runtime degraded for `key` (replacing an earlier reason).
+pub(crate) fn degrade(key: &'static str, reason: String) {
+    inner().degraded.insert(key, reason);
+}
+
+/// Clears the degraded reason for `key`.
+pub(crate) fn recover(key: &'static str) {
+    inner().degraded.remove(key);
+}
+
+/// A snapshot of the runtime's state.
+///
+/// ```
+/// let status = marketgate::status();
+/// // Nothing verified yet in a plain test process: every check is denied.
+/// assert!(status.features.is_empty());
+/// ```
+#[must_use]
+pub fn status() -> Status {
+    let (features, dimensions) = match entitlement::catalog() {
+        Some(catalog) => (
+            catalog.feature_names(entitlement::granted()).collect(),
+            catalog
+                .dimensions()
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| entitlement::dimension_enabled(*i))
+                .map(|(_, d)| *d)
+                .collect(),
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
+    let i = inner();
+    Status {
+        state: i.state,
+        product: i.product.clone(),
+        region: i.region.clone(),
+        features,
+        dimensions,
+        license: i.license.clone(),
+        aws: i.aws.clone(),
+        degraded: i.degraded.values().cloned().collect(),
+        refusal: i.refusal.clone(),
+        testing_build: cfg!(feature = "testing"),
+        dev_build: cfg!(feature = "dev"),
+    }
+}
