@@ -65,7 +65,7 @@ impl Client<'_> {
         }
     }
 
-    async fn sdk_config(&self, sim: &Simulator) -> aws_config::SdkConfig {
+    pub(crate) async fn sdk_config(&self, sim: &Simulator) -> aws_config::SdkConfig {
         let retry = if self.retries {
             // Real backoff would slow the suite down; the count is what matters.
             RetryConfig::standard()
@@ -145,4 +145,108 @@ pub(crate) fn verify_ps256(public_pem: &str, signing_input: &str, signature: &[u
     UnparsedPublicKey::new(&RSA_PSS_2048_8192_SHA256, der)
         .verify(signing_input.as_bytes(), signature)
         .is_ok()
+}
+
+/// An HTTP response read off the wire.
+#[derive(Debug)]
+pub(crate) struct RawResponse {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
+}
+
+impl RawResponse {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub(crate) fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).expect("JSON body")
+    }
+}
+
+/// Sends one HTTP/1.1 request to the simulator over a fresh connection and
+/// reads the whole response: for what an SDK cannot be made to send.
+pub(crate) async fn raw(
+    sim: &Simulator,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> RawResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(sim.local_addr())
+        .await
+        .expect("connect");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        sim.local_addr(),
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(name);
+        request.push_str(": ");
+        request.push_str(value);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("receive");
+    let text = String::from_utf8(response).expect("UTF-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("header end");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect();
+    RawResponse {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// An AWS request's headers with a structurally valid (never verified)
+/// `SigV4` `Authorization` for `service`.
+pub(crate) fn signed(target: &str, service: &str, access_key_id: &str) -> Vec<(String, String)> {
+    vec![
+        (
+            "Content-Type".to_owned(),
+            "application/x-amz-json-1.1".to_owned(),
+        ),
+        ("X-Amz-Target".to_owned(), target.to_owned()),
+        ("X-Amz-Date".to_owned(), "20261126T120000Z".to_owned()),
+        (
+            "Authorization".to_owned(),
+            format!(
+                "AWS4-HMAC-SHA256 Credential={access_key_id}/20261126/{REGION}/{service}/aws4_request, \
+                 SignedHeaders=content-type;host;x-amz-date;x-amz-target, \
+                 Signature={}",
+                "ab".repeat(32)
+            ),
+        ),
+    ]
+}
+
+/// Sends `body` as the operation `target` with `headers`.
+pub(crate) async fn raw_aws(
+    sim: &Simulator,
+    headers: &[(String, String)],
+    body: &str,
+) -> RawResponse {
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    raw(sim, "POST", "/", &headers, body).await
 }
