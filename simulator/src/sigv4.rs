@@ -353,6 +353,21 @@ mod tests {
     }
 
     #[test]
+    fn every_auth_error_is_a_published_common_code() {
+        for error in [
+            AuthError::MissingAuthenticationTokenException,
+            AuthError::IncompleteSignatureException,
+            AuthError::InvalidSignatureException,
+            AuthError::UnrecognizedClientException,
+        ] {
+            assert!(
+                crate::operation::AUTH_ERROR_CODES.contains(&error.shape()),
+                "{error:?}"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_unrecognized_when_an_allow_list_is_set() {
         let allowed: BTreeSet<String> = ["AKIDALLOWED".to_owned()].into();
         let h = |akid: &str| {
