@@ -281,8 +281,7 @@ async fn accept_loop(
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
-            // Stop on shutdown() and when the Simulator is dropped (sender gone).
-            _ = stopped.changed() => break,
+            () = stop_signal(&mut stopped) => break,
             accepted = listener.accept() => {
                 let stream = match accepted {
                     Ok((stream, _)) => stream,
@@ -309,6 +308,13 @@ async fn accept_loop(
     }
 }
 
+/// Resolves once shutdown is signalled or the [`Simulator`] is dropped (the
+/// sender gone, which `wait_for` reports as an error). Unlike `changed()` it
+/// also sees a signal sent before this receiver was cloned.
+async fn stop_signal(stopped: &mut watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     shared: Arc<Shared>,
@@ -326,7 +332,7 @@ async fn serve_connection(
                 tracing::debug!(%error, "connection ended");
             }
         }
-        _ = stopped.changed() => {
+        () = stop_signal(&mut stopped) => {
             connection.as_mut().graceful_shutdown();
             let _ = connection.await;
         }
