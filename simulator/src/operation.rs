@@ -1,0 +1,447 @@
+//! The operations the simulator serves and, per operation, the error shapes
+//! it can answer with.
+//!
+//! Each operation's handler returns a [`Failure`] of that operation's own
+//! error enum, so it cannot answer with a shape the enum does not list. The
+//! enums list only shapes the service model declares for the operation, and
+//! `tests/model_errors.rs` checks that against the models.
+
+use serde::{Deserialize, Serialize};
+
+/// One of the two emulated services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Service {
+    /// AWS Marketplace Metering Service.
+    Metering,
+    /// AWS License Manager.
+    LicenseManager,
+}
+
+impl Service {
+    /// The `X-Amz-Target` prefix (the model's `targetPrefix`).
+    #[must_use]
+    pub fn target_prefix(self) -> &'static str {
+        match self {
+            Self::Metering => "AWSMPMeteringService",
+            Self::LicenseManager => "AWSLicenseManager",
+        }
+    }
+
+    /// The `SigV4` signing name the credential scope must carry. Metering's is
+    /// `aws-marketplace`, not its endpoint prefix `metering.marketplace`
+    /// (aws/aws-sdk-go#1034).
+    #[must_use]
+    pub fn signing_name(self) -> &'static str {
+        match self {
+            Self::Metering => "aws-marketplace",
+            Self::LicenseManager => "license-manager",
+        }
+    }
+
+    /// The member error bodies carry their text in: Metering's shapes declare
+    /// `message`, License Manager's `Message`.
+    pub(crate) fn message_member(self) -> &'static str {
+        match self {
+            Self::Metering => "message",
+            Self::LicenseManager => "Message",
+        }
+    }
+
+    /// The shape this service throttles with.
+    pub(crate) fn throttling_shape(self) -> &'static str {
+        match self {
+            Self::Metering => "ThrottlingException",
+            Self::LicenseManager => "RateLimitExceededException",
+        }
+    }
+
+    fn from_prefix(prefix: &str) -> Option<Self> {
+        [Self::Metering, Self::LicenseManager]
+            .into_iter()
+            .find(|s| s.target_prefix() == prefix)
+    }
+}
+
+/// An operation the simulator emulates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Operation {
+    /// Metering `RegisterUsage`.
+    RegisterUsage,
+    /// Metering `MeterUsage`.
+    MeterUsage,
+    /// License Manager `CheckoutLicense`.
+    CheckoutLicense,
+    /// License Manager `ExtendLicenseConsumption`.
+    ExtendLicenseConsumption,
+    /// License Manager `CheckInLicense`.
+    CheckInLicense,
+    /// License Manager `GetLicense`.
+    GetLicense,
+    /// License Manager `ListReceivedLicenses`.
+    ListReceivedLicenses,
+}
+
+/// The errors AWS answers any signed API with when authentication fails,
+/// whatever the operation.
+pub const AUTH_ERROR_CODES: [&str; 4] = [
+    "MissingAuthenticationTokenException",
+    "IncompleteSignatureException",
+    "InvalidSignatureException",
+    "UnrecognizedClientException",
+];
+
+/// The error for a request that names no operation the simulator serves
+/// (unknown or missing `X-Amz-Target`, wrong method, path or content type).
+/// It belongs to no operation, so no model declares it.
+pub const UNKNOWN_OPERATION_CODE: &str = "UnknownOperationException";
+
+impl Operation {
+    /// Every emulated operation.
+    pub const ALL: [Self; 7] = [
+        Self::RegisterUsage,
+        Self::MeterUsage,
+        Self::CheckoutLicense,
+        Self::ExtendLicenseConsumption,
+        Self::CheckInLicense,
+        Self::GetLicense,
+        Self::ListReceivedLicenses,
+    ];
+
+    /// The operation's model name, as in `X-Amz-Target`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::RegisterUsage => "RegisterUsage",
+            Self::MeterUsage => "MeterUsage",
+            Self::CheckoutLicense => "CheckoutLicense",
+            Self::ExtendLicenseConsumption => "ExtendLicenseConsumption",
+            Self::CheckInLicense => "CheckInLicense",
+            Self::GetLicense => "GetLicense",
+            Self::ListReceivedLicenses => "ListReceivedLicenses",
+        }
+    }
+
+    /// The service the operation belongs to.
+    #[must_use]
+    pub fn service(self) -> Service {
+        match self {
+            Self::RegisterUsage | Self::MeterUsage => Service::Metering,
+            _ => Service::LicenseManager,
+        }
+    }
+
+    /// The operation an `X-Amz-Target` value names, if the simulator serves
+    /// it; otherwise the service the prefix names, if any.
+    pub(crate) fn from_target(target: &str) -> Result<Self, Option<Service>> {
+        let (prefix, name) = target.split_once('.').ok_or(None)?;
+        let service = Service::from_prefix(prefix).ok_or(None)?;
+        Self::ALL
+            .into_iter()
+            .find(|op| op.service() == service && op.name() == name)
+            .ok_or(Some(service))
+    }
+
+    /// Every error shape the simulator can answer this operation with, apart
+    /// from [`AUTH_ERROR_CODES`]. Derived from the handler's error enum.
+    #[must_use]
+    pub fn error_codes(self) -> Vec<&'static str> {
+        fn codes<E: ErrorShape>() -> Vec<&'static str> {
+            E::ALL.iter().map(|e| e.shape()).collect()
+        }
+        match self {
+            Self::RegisterUsage => codes::<RegisterUsageError>(),
+            Self::MeterUsage => codes::<MeterUsageError>(),
+            Self::CheckoutLicense => codes::<CheckoutLicenseError>(),
+            Self::ExtendLicenseConsumption => codes::<ExtendLicenseConsumptionError>(),
+            Self::CheckInLicense => codes::<CheckInLicenseError>(),
+            Self::GetLicense => codes::<GetLicenseError>(),
+            Self::ListReceivedLicenses => codes::<ListReceivedLicensesError>(),
+        }
+    }
+}
+
+/// The shapes an operation answers with when the answer does not come from
+/// its handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GenericShapes {
+    /// HTTP 500.
+    pub(crate) internal: &'static str,
+    /// The service's throttling error, which every emulated operation declares.
+    pub(crate) throttling: &'static str,
+    /// A body that is not a JSON object.
+    pub(crate) malformed: &'static str,
+}
+
+impl Operation {
+    pub(crate) fn generic_shapes(self) -> GenericShapes {
+        fn of<E: ErrorShape>(service: Service) -> GenericShapes {
+            GenericShapes {
+                internal: E::INTERNAL.shape(),
+                throttling: E::by_shape(service.throttling_shape())
+                    .unwrap_or(E::INTERNAL)
+                    .shape(),
+                malformed: E::MALFORMED.shape(),
+            }
+        }
+        let service = self.service();
+        match self {
+            Self::RegisterUsage => of::<RegisterUsageError>(service),
+            Self::MeterUsage => of::<MeterUsageError>(service),
+            Self::CheckoutLicense => of::<CheckoutLicenseError>(service),
+            Self::ExtendLicenseConsumption => of::<ExtendLicenseConsumptionError>(service),
+            Self::CheckInLicense => of::<CheckInLicenseError>(service),
+            Self::GetLicense => of::<GetLicenseError>(service),
+            Self::ListReceivedLicenses => of::<ListReceivedLicensesError>(service),
+        }
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Operation {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|op| op.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|op| op.name()).collect();
+                format!(
+                    "unknown operation {s:?}; expected one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// An error enum whose variants are model error shapes.
+pub(crate) trait ErrorShape: Copy + 'static {
+    /// Every variant.
+    const ALL: &'static [Self];
+    /// The variant for a server fault (HTTP 500).
+    const INTERNAL: Self;
+    /// The variant for a body that is not a JSON object: `ValidationException`
+    /// where the model declares it; Metering declares none, so its operations
+    /// use the error of their first required member, `ProductCode`.
+    const MALFORMED: Self;
+    /// The model's shape name, written to `__type`.
+    fn shape(self) -> &'static str;
+
+    /// HTTP status: Smithy's defaults (400 client, 500 server) as no
+    /// `httpError` is modelled, except `IdempotencyConflictException`, the one
+    /// shape AWS's Smithy model gives `httpError: 409`.
+    fn status(self) -> u16 {
+        match self.shape() {
+            "InternalServiceErrorException" | "ServerInternalException" => 500,
+            "IdempotencyConflictException" => 409,
+            _ => 400,
+        }
+    }
+
+    /// The variant with this shape name, if the operation declares it.
+    fn by_shape(shape: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|e| e.shape() == shape)
+    }
+}
+
+/// An operation's error answer: a shape from its enum and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure<E> {
+    pub(crate) kind: E,
+    pub(crate) message: String,
+}
+
+impl<E> Failure<E> {
+    pub(crate) fn new(kind: E, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// Shorthand for [`Failure::new`].
+pub(crate) fn fail<E>(kind: E, message: impl Into<String>) -> Failure<E> {
+    Failure::new(kind, message)
+}
+
+macro_rules! operation_errors {
+    ($(
+        $(#[$doc:meta])*
+        $name:ident (internal = $internal:ident, malformed = $malformed:ident) {
+            $($shape:ident),+ $(,)?
+        }
+    )*) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[allow(
+            clippy::enum_variant_names,
+            reason = "the variants are the model's error shape names, which all end in Exception"
+        )]
+        pub(crate) enum $name { $($shape),+ }
+
+        impl ErrorShape for $name {
+            const ALL: &'static [Self] = &[$(Self::$shape),+];
+            const INTERNAL: Self = Self::$internal;
+            const MALFORMED: Self = Self::$malformed;
+            fn shape(self) -> &'static str {
+                match self { $(Self::$shape => stringify!($shape)),+ }
+            }
+        }
+    )*};
+}
+
+operation_errors! {
+    /// What `RegisterUsage` answers with.
+    RegisterUsageError (
+        internal = InternalServiceErrorException,
+        malformed = InvalidProductCodeException
+    ) {
+        InvalidProductCodeException,
+        InvalidRegionException,
+        InvalidPublicKeyVersionException,
+        PlatformNotSupportedException,
+        CustomerNotEntitledException,
+        ThrottlingException,
+        InternalServiceErrorException,
+    }
+
+    /// What `MeterUsage` answers with.
+    MeterUsageError (
+        internal = InternalServiceErrorException,
+        malformed = InvalidProductCodeException
+    ) {
+        InvalidProductCodeException,
+        InvalidUsageDimensionException,
+        InvalidTagException,
+        InvalidUsageAllocationsException,
+        InvalidEndpointRegionException,
+        TimestampOutOfBoundsException,
+        DuplicateRequestException,
+        IdempotencyConflictException,
+        ThrottlingException,
+        CustomerNotEntitledException,
+        InternalServiceErrorException,
+    }
+
+    /// What `CheckoutLicense` answers with.
+    CheckoutLicenseError (internal = ServerInternalException, malformed = ValidationException) {
+        ValidationException,
+        InvalidParameterValueException,
+        ResourceNotFoundException,
+        NoEntitlementsAllowedException,
+        RateLimitExceededException,
+        ServerInternalException,
+    }
+
+    /// What `ExtendLicenseConsumption` answers with.
+    ExtendLicenseConsumptionError (internal = ServerInternalException, malformed = ValidationException) {
+        ValidationException,
+        ResourceNotFoundException,
+        RateLimitExceededException,
+        ServerInternalException,
+    }
+
+    /// What `CheckInLicense` answers with.
+    CheckInLicenseError (internal = ServerInternalException, malformed = ValidationException) {
+        ValidationException,
+        ResourceNotFoundException,
+        ConflictException,
+        RateLimitExceededException,
+        ServerInternalException,
+    }
+
+    /// What `GetLicense` answers with. The model declares no
+    /// `ResourceNotFoundException` here, so an unknown ARN is an
+    /// `InvalidParameterValueException`.
+    GetLicenseError (internal = ServerInternalException, malformed = ValidationException) {
+        ValidationException,
+        InvalidParameterValueException,
+        RateLimitExceededException,
+        ServerInternalException,
+    }
+
+    /// What `ListReceivedLicenses` answers with.
+    ListReceivedLicensesError (internal = ServerInternalException, malformed = ValidationException) {
+        ValidationException,
+        InvalidParameterValueException,
+        RateLimitExceededException,
+        ServerInternalException,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_route_to_operations() {
+        assert_eq!(
+            Operation::from_target("AWSMPMeteringService.MeterUsage"),
+            Ok(Operation::MeterUsage)
+        );
+        assert_eq!(
+            Operation::from_target("AWSLicenseManager.CheckoutLicense"),
+            Ok(Operation::CheckoutLicense)
+        );
+        assert_eq!(
+            Operation::from_target("AWSMPMeteringService.CheckoutLicense"),
+            Err(Some(Service::Metering))
+        );
+        assert_eq!(
+            Operation::from_target("AWSLicenseManager.CreateLicense"),
+            Err(Some(Service::LicenseManager))
+        );
+        assert_eq!(
+            Operation::from_target("DynamoDB_20120810.GetItem"),
+            Err(None)
+        );
+        assert_eq!(Operation::from_target("MeterUsage"), Err(None));
+    }
+
+    #[test]
+    fn every_operation_can_throttle_and_fail_internally_with_its_services_shapes() {
+        for op in Operation::ALL {
+            let codes = op.error_codes();
+            let generic = op.generic_shapes();
+            assert_eq!(generic.throttling, op.service().throttling_shape(), "{op}");
+            assert!(codes.contains(&generic.malformed), "{op}");
+            assert!(codes.contains(&op.service().throttling_shape()), "{op}");
+            let internal = match op.service() {
+                Service::Metering => "InternalServiceErrorException",
+                Service::LicenseManager => "ServerInternalException",
+            };
+            assert!(codes.contains(&internal), "{op}");
+        }
+    }
+
+    #[test]
+    fn statuses_follow_smithy_defaults_and_the_409() {
+        assert_eq!(MeterUsageError::IdempotencyConflictException.status(), 409);
+        assert_eq!(MeterUsageError::InternalServiceErrorException.status(), 500);
+        assert_eq!(CheckoutLicenseError::ServerInternalException.status(), 500);
+        assert_eq!(MeterUsageError::ThrottlingException.status(), 400);
+        assert_eq!(
+            CheckoutLicenseError::RateLimitExceededException.status(),
+            400
+        );
+    }
+
+    #[test]
+    fn operation_names_parse() {
+        for op in Operation::ALL {
+            assert_eq!(op.name().parse::<Operation>(), Ok(op));
+        }
+        assert!(
+            "Nope"
+                .parse::<Operation>()
+                .unwrap_err()
+                .contains("MeterUsage")
+        );
+    }
+}
