@@ -90,14 +90,24 @@ fn config_file_endpoint() -> Option<String> {
 }
 
 /// Builds both clients for `region`.
-pub(crate) async fn clients(region: &str, endpoint: &Endpoint, call_timeout: Duration) -> Clients {
+pub(crate) async fn clients(
+    region: &str,
+    endpoint: &Endpoint,
+    static_credentials: Option<(String, String)>,
+    call_timeout: Duration,
+) -> Clients {
     let region = Region::new(region.to_owned());
-    let credentials = SharedCredentialsProvider::new(
-        DefaultCredentialsChain::builder()
-            .region(region.clone())
-            .build()
-            .await,
-    );
+    let credentials = match static_credentials {
+        Some((key, secret)) => SharedCredentialsProvider::new(
+            aws_credential_types::Credentials::new(key, secret, None, None, "marketgate-dev"),
+        ),
+        None => SharedCredentialsProvider::new(
+            DefaultCredentialsChain::builder()
+                .region(region.clone())
+                .build()
+                .await,
+        ),
+    };
     let timeouts = TimeoutConfig::builder()
         .operation_attempt_timeout(call_timeout)
         .connect_timeout(call_timeout.min(Duration::from_secs(5)))

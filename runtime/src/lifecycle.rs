@@ -195,6 +195,9 @@ pub struct Options {
     license_check: Duration,
     license_extend: Duration,
     endpoint: Endpoint,
+    /// Development overrides (`dev` builds only): Region and static credentials.
+    dev_region: Option<String>,
+    dev_credentials: Option<(String, String)>,
 }
 
 impl Default for Options {
@@ -209,6 +212,8 @@ impl Default for Options {
             license_check: verify::LICENSE_CHECK,
             license_extend: verify::LICENSE_EXTEND,
             endpoint: Endpoint::Aws,
+            dev_region: None,
+            dev_credentials: None,
         }
     }
 }
@@ -303,6 +308,27 @@ impl Options {
         self
     }
 
+    /// Uses this Region instead of discovering it (`dev` builds only).
+    #[cfg(feature = "dev")]
+    #[must_use]
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.dev_region = Some(region.into());
+        self
+    }
+
+    /// Signs with these static credentials instead of the default chain
+    /// (`dev` builds only; the simulator identifies a task by its access key).
+    #[cfg(feature = "dev")]
+    #[must_use]
+    pub fn credentials(
+        mut self,
+        access_key_id: impl Into<String>,
+        secret: impl Into<String>,
+    ) -> Self {
+        self.dev_credentials = Some((access_key_id.into(), secret.into()));
+        self
+    }
+
     fn backoff(&self) -> Backoff {
         Backoff {
             initial: Duration::from_millis(200),
@@ -361,8 +387,10 @@ impl Guard {
         }
     }
 
-    /// Checks licenses in and flushes usage, within the shutdown timeout.
-    pub fn shutdown_blocking(self) {
+    fn shutdown_in_place(&mut self) {
+        if self.thread.is_none() {
+            return;
+        }
         if let Some(rx) = self.request_shutdown() {
             let timeout = self.shutdown_timeout;
             let (done_tx, done_rx) = std::sync::mpsc::channel();
@@ -371,10 +399,18 @@ impl Guard {
             });
             if done_rx.recv_timeout(timeout).is_err() {
                 tracing::error!(target: "marketgate", ?timeout, "shutdown did not finish in time");
+                self.thread = None;
                 return;
             }
         }
-        self.finish();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    /// Checks licenses in and flushes usage, within the shutdown timeout.
+    pub fn shutdown_blocking(mut self) {
+        self.shutdown_in_place();
     }
 
     /// Async form of [`Guard::shutdown_blocking`].
@@ -389,6 +425,14 @@ impl Guard {
         }
         // The thread has replied and is exiting; joining is immediate.
         self.finish();
+    }
+}
+
+/// A guard dropped without `shutdown` (a panic unwinding out of `main`, an
+/// early `return` of the explicit API) still flushes and checks in.
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.shutdown_in_place();
     }
 }
 
@@ -484,7 +528,13 @@ async fn verify_product(
     product: &'static Product,
     options: &Options,
 ) -> Result<(aws::Clients, verify::Verified), StartError> {
-    let region = RegionSources::from_env().discover().await?;
+    let region = match &options.dev_region {
+        Some(region) => crate::region::DiscoveredRegion {
+            region: region.clone(),
+            source: RegionSource::Configured,
+        },
+        None => RegionSources::from_env().discover().await?,
+    };
     status::set_region(RegionStatus {
         name: region.region.clone(),
         source: region.source,
@@ -497,7 +547,13 @@ async fn verify_product(
         pricing = %product.pricing(),
         "verifying AWS Marketplace entitlement"
     );
-    let clients = aws::clients(&region.region, &options.endpoint, options.call_timeout).await;
+    let clients = aws::clients(
+        &region.region,
+        &options.endpoint,
+        options.dev_credentials.clone(),
+        options.call_timeout,
+    )
+    .await;
     let cx = verify::Context {
         catalog,
         product,

@@ -27,6 +27,8 @@ pub enum RegionSource {
     EcsTaskMetadata,
     /// EC2 instance metadata (IMDSv2).
     Imds,
+    /// Set explicitly (`dev` builds only).
+    Configured,
 }
 
 impl fmt::Display for RegionSource {
@@ -36,6 +38,7 @@ impl fmt::Display for RegionSource {
             RegionSource::AwsDefaultRegion => "AWS_DEFAULT_REGION",
             RegionSource::EcsTaskMetadata => "ECS task metadata (ECS_CONTAINER_METADATA_URI_V4)",
             RegionSource::Imds => "EC2 instance metadata (IMDSv2)",
+            RegionSource::Configured => "development options",
         })
     }
 }

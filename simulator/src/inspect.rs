@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::calls::CallRecord;
-use crate::config::{LicenseStatus, Subscription};
+use crate::config::{EntitlementConfig, LicenseStatus, Subscription};
 use crate::error::Error;
 use crate::faults::FaultRule;
 use crate::license_manager::LicensesView;
@@ -90,6 +90,20 @@ impl Shared {
             .find(license)
             .ok_or_else(|| Error::UnknownLicense(license.to_owned()))?;
         state.licensing.set_status(index, status);
+        Ok(())
+    }
+
+    pub(crate) fn set_license_entitlements(
+        &self,
+        license: &str,
+        entitlements: Vec<EntitlementConfig>,
+    ) -> Result<(), Error> {
+        let mut state = self.state();
+        let index = state
+            .licensing
+            .find(license)
+            .ok_or_else(|| Error::UnknownLicense(license.to_owned()))?;
+        state.licensing.set_entitlements(index, entitlements);
         Ok(())
     }
 

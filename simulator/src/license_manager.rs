@@ -255,6 +255,14 @@ impl Licensing {
             .position(|(s, _)| s.arn == arn_or_name || s.name == arn_or_name)
     }
 
+    /// Replaces a license's entitlements (an upgrade or downgrade by the
+    /// seller); active consumptions keep what they hold.
+    pub(crate) fn set_entitlements(&mut self, index: usize, entitlements: Vec<EntitlementConfig>) {
+        if let Some((spec, _)) = self.licenses.get_mut(index) {
+            spec.entitlements = entitlements;
+        }
+    }
+
     pub(crate) fn set_status(&mut self, index: usize, status: LicenseStatus) {
         if let Some((_, current)) = self.licenses.get_mut(index) {
             *current = status;

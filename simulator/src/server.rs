@@ -245,6 +245,19 @@ impl Simulator {
         self.shared.set_license_status(license, status)
     }
 
+    /// Replaces a license's entitlements, as a seller's upgrade or downgrade
+    /// of the buyer's contract would. Active consumptions keep what they hold.
+    ///
+    /// # Errors
+    /// [`Error::UnknownLicense`] when no license has that ARN or name.
+    pub fn set_license_entitlements(
+        &self,
+        license: &str,
+        entitlements: Vec<crate::EntitlementConfig>,
+    ) -> Result<(), Error> {
+        self.shared.set_license_entitlements(license, entitlements)
+    }
+
     /// The public key (`SubjectPublicKeyInfo` PEM) of a product's `RegisterUsage`
     /// key version, by product code or name.
     #[must_use]
