@@ -50,6 +50,7 @@ pub(crate) fn catalog_expr(p: &TokenStream, manifest: &Manifest) -> TokenStream 
             Some(l) => {
                 let sku = &l.sku;
                 let fp = &l.key_fingerprint;
+                let base = feature_set(p, &l.base_features);
                 let ents = l.entitlements.iter().map(|e| {
                     let name = &e.name;
                     let unit = &e.unit;
@@ -60,7 +61,7 @@ pub(crate) fn catalog_expr(p: &TokenStream, manifest: &Manifest) -> TokenStream 
                     let features = feature_set(p, &e.features);
                     quote!(#p::EntitlementSpec::__new(#name, #unit, #value, #features))
                 });
-                quote!(::core::option::Option::Some(#p::LicenseSpec::__new(#sku, #fp, &[#(#ents),*])))
+                quote!(::core::option::Option::Some(#p::LicenseSpec::__new(#sku, #fp, #base, &[#(#ents),*])))
             }
             None => quote!(::core::option::Option::None),
         };

@@ -89,6 +89,8 @@ pub(crate) struct Product {
 pub(crate) struct License {
     pub(crate) sku: String,
     pub(crate) key_fingerprint: String,
+    /// The product's own `features`: granted with any successful checkout.
+    pub(crate) base_features: BTreeSet<usize>,
     pub(crate) entitlements: Vec<Entitlement>,
 }
 
@@ -966,6 +968,7 @@ impl Validator<'_> {
                 let license = p.license.map(|l| License {
                     sku: l.sku,
                     key_fingerprint: l.key_fingerprint,
+                    base_features: p.features.iter().map(fi).collect(),
                     entitlements: l
                         .entitlements
                         .into_iter()
@@ -1035,7 +1038,11 @@ fn fingerprint(m: &Manifest) -> u64 {
             let _ = write!(canon, "key={version},{:?};", key.spki);
         }
         if let Some(l) = &p.license {
-            let _ = write!(canon, "license={:?},{:?};", l.sku, l.key_fingerprint);
+            let _ = write!(
+                canon,
+                "license={:?},{:?},{:?};",
+                l.sku, l.key_fingerprint, l.base_features
+            );
             for e in &l.entitlements {
                 let _ = write!(
                     canon,

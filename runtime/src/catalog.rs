@@ -229,6 +229,7 @@ impl EntitlementSpec {
 pub struct LicenseSpec {
     sku: &'static str,
     key_fingerprint: &'static str,
+    base_features: FeatureSet,
     entitlements: &'static [EntitlementSpec],
 }
 
@@ -238,13 +239,22 @@ impl LicenseSpec {
     pub const fn __new(
         sku: &'static str,
         key_fingerprint: &'static str,
+        base_features: FeatureSet,
         entitlements: &'static [EntitlementSpec],
     ) -> Self {
         LicenseSpec {
             sku,
             key_fingerprint,
+            base_features,
             entitlements,
         }
+    }
+
+    /// The product's own features: granted with any successful checkout,
+    /// whichever entitlements it allowed.
+    #[must_use]
+    pub const fn base_features(&self) -> FeatureSet {
+        self.base_features
     }
 
     /// `ProductSKU`: the Marketplace product id.

@@ -62,7 +62,6 @@ pub fn record(index: usize, quantity: u64) {
 /// A `u64` per dimension wraps only after 1.8e19 units; the pipeline works
 /// on differences, which stay correct across one wrap.
 #[must_use]
-#[cfg_attr(not(any(test, feature = "testing")), allow(dead_code))] // the pipeline reads it next
 pub(crate) fn totals() -> [u64; MAX_DIMENSIONS] {
     let mut totals = [0u64; MAX_DIMENSIONS];
     for shard in &COUNTERS {

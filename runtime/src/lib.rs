@@ -86,8 +86,8 @@ pub use catalog::{
 pub use denied::{DenialReason, Denied, Subject};
 pub use entitlement::InstallError;
 pub use lifecycle::{
-    Guard, Options, PRODUCT_CODE_ENV, STARTUP_TIMEOUT_ENV, StartError, start, start_blocking,
-    start_blocking_with, start_with,
+    Guard, Options, PRODUCT_CODE_ENV, SIGNAL_GRACE_ENV, STARTUP_TIMEOUT_ENV, StartError, start,
+    start_blocking, start_blocking_with, start_with,
 };
 pub use region::{DiscoveredRegion, RegionError, RegionSource, RegionSources};
 pub use signature::{RegistrationClaims, SignatureError, verify_registration};

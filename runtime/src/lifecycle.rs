@@ -28,6 +28,16 @@ use crate::verify::{self, Consumption};
 pub const PRODUCT_CODE_ENV: &str = "MARKETGATE_PRODUCT_CODE";
 /// Start-up retry budget in seconds (default 1800, AWS's 30 minutes).
 pub const STARTUP_TIMEOUT_ENV: &str = "MARKETGATE_STARTUP_TIMEOUT_SECS";
+/// Seconds `main` gets to return after SIGTERM/SIGINT before the process
+/// exits (default 10; ECS kills 30 s after SIGTERM).
+pub const SIGNAL_GRACE_ENV: &str = "MARKETGATE_SIGNAL_GRACE_SECS";
+
+fn env_secs(var: &str) -> Option<Duration> {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
 
 /// Why the process may not start. Every message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -220,7 +230,9 @@ impl Default for Options {
 
 impl Options {
     /// Defaults plus the deployment's environment: [`PRODUCT_CODE_ENV`],
-    /// [`STARTUP_TIMEOUT_ENV`], and (`dev` builds only) `MARKETGATE_ENDPOINT`.
+    /// [`STARTUP_TIMEOUT_ENV`], [`SIGNAL_GRACE_ENV`], and (`dev` builds
+    /// only) `MARKETGATE_ENDPOINT`. None of them can widen what the process
+    /// is entitled to.
     #[must_use]
     pub fn from_env() -> Self {
         let mut options = Options {
@@ -229,11 +241,11 @@ impl Options {
                 .filter(|c| !c.trim().is_empty()),
             ..Options::default()
         };
-        if let Some(secs) = std::env::var(STARTUP_TIMEOUT_ENV)
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-        {
-            options.startup_timeout = Duration::from_secs(secs);
+        if let Some(timeout) = env_secs(STARTUP_TIMEOUT_ENV) {
+            options.startup_timeout = timeout;
+        }
+        if let Some(grace) = env_secs(SIGNAL_GRACE_ENV) {
+            options.signal_grace = grace;
         }
         #[cfg(feature = "dev")]
         if let Some(url) = std::env::var(aws::DEV_ENDPOINT)

@@ -104,6 +104,9 @@ pub struct Status {
     pub features: Vec<&'static str>,
     /// Dimensions that may be metered now.
     pub dimensions: Vec<&'static str>,
+    /// Units recorded per dimension since the process started (reported to
+    /// AWS or not).
+    pub recorded: BTreeMap<&'static str, u64>,
     /// The license consumption held, for contract products.
     pub license: Option<LicenseStatus>,
     /// Last result per AWS operation.
@@ -208,6 +211,15 @@ pub(crate) fn recover(key: &'static str) {
 /// ```
 #[must_use]
 pub fn status() -> Status {
+    let recorded = entitlement::catalog().map_or_else(BTreeMap::new, |catalog| {
+        let totals = crate::counters::totals();
+        catalog
+            .dimensions()
+            .iter()
+            .zip(totals)
+            .map(|(d, t)| (*d, t))
+            .collect()
+    });
     let (features, dimensions) = match entitlement::catalog() {
         Some(catalog) => (
             catalog.feature_names(entitlement::granted()).collect(),
@@ -228,6 +240,7 @@ pub fn status() -> Status {
         region: i.region.clone(),
         features,
         dimensions,
+        recorded,
         license: i.license.clone(),
         aws: i.aws.clone(),
         degraded: i.degraded.values().cloned().collect(),

@@ -259,7 +259,8 @@ async fn dry_run(cx: &Context<'_>) -> Result<Verified, StartError> {
     })
 }
 
-/// Features unlocked by the named allowed entitlements.
+/// Features a checkout that allowed the named entitlements unlocks: the
+/// product's own features plus those of each allowed entitlement.
 pub(crate) fn features_for(product: &Product, allowed: &[String]) -> FeatureSet {
     product
         .license()
@@ -267,7 +268,7 @@ pub(crate) fn features_for(product: &Product, allowed: &[String]) -> FeatureSet 
             l.entitlements()
                 .iter()
                 .filter(|e| allowed.iter().any(|a| a == e.name()))
-                .fold(FeatureSet::EMPTY, |set, e| set.union(e.features()))
+                .fold(l.base_features(), |set, e| set.union(e.features()))
         })
         .unwrap_or_default()
 }

@@ -245,6 +245,55 @@ impl Simulator {
         self.shared.set_license_status(license, status)
     }
 
+    /// The emulated task's Region.
+    #[must_use]
+    pub fn region(&self) -> &str {
+        &self.shared.catalog.region
+    }
+
+    /// A command that runs a seller program against this simulator as the
+    /// task `access_key_id`: `MARKETGATE_ENDPOINT` points here, the Region
+    /// is the task's, the credentials are a throwaway static pair, and every
+    /// other AWS setting that could send the program elsewhere (profiles,
+    /// container or web-identity credentials, instance metadata, endpoint
+    /// overrides) is removed. The program must be built with marketgate's
+    /// `dev` feature, the only build that reads `MARKETGATE_ENDPOINT`.
+    #[must_use]
+    pub fn command(
+        &self,
+        program: impl AsRef<std::ffi::OsStr>,
+        access_key_id: &str,
+    ) -> std::process::Command {
+        let mut command = std::process::Command::new(program);
+        for var in [
+            "AWS_PROFILE",
+            "AWS_SESSION_TOKEN",
+            "AWS_DEFAULT_REGION",
+            "AWS_ROLE_ARN",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "ECS_CONTAINER_METADATA_URI_V4",
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_MARKETPLACE_METERING",
+            "AWS_ENDPOINT_URL_LICENSE_MANAGER",
+        ] {
+            command.env_remove(var);
+        }
+        command
+            .env("MARKETGATE_ENDPOINT", self.endpoint())
+            .env("AWS_REGION", self.region())
+            .env("AWS_ACCESS_KEY_ID", access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", "marketgate-simulator")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/nonexistent/marketgate-simulator")
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                "/nonexistent/marketgate-simulator",
+            );
+        command
+    }
+
     /// Replaces a license's entitlements, as a seller's upgrade or downgrade
     /// of the buyer's contract would. Active consumptions keep what they hold.
     ///

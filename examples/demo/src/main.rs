@@ -1,86 +1,110 @@
-//! The demo: a seller app whose functions are gated and metered by
-//! marketgate. It shows what was compiled into the binary and what the
-//! runtime answers before and after start-up verification.
+//! The demo: starts the AWS Marketplace simulator in this process, then
+//! runs the custom-metering example app (`examples/custom`) against it under
+//! three deployments: the free listing, the paid listing, and a tampered one.
+//! Everything stays on loopback; no AWS account is involved.
 
-use marketgate::{Denied, entitled, metered};
+use std::time::Duration;
 
-#[derive(Debug)]
-enum AppError {
-    NotEntitled(Denied),
+use marketgate::{Options, status};
+use marketgate_example_custom::{catalog, workload};
+use marketgate_simulator::{Config, Simulator};
+
+fn options(sim: &Simulator, code: &str, task: &str) -> Options {
+    Options::default()
+        .product_code(code)
+        .endpoint(sim.endpoint())
+        .region(sim.region())
+        .credentials(task, "demo-secret")
+        .startup_timeout(Duration::from_secs(10))
+        .handle_signals(false, Duration::ZERO)
 }
 
-impl From<Denied> for AppError {
-    fn from(denied: Denied) -> Self {
-        AppError::NotEntitled(denied)
-    }
-}
-
-impl std::fmt::Display for AppError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AppError::NotEntitled(d) => write!(f, "{d}"),
+async fn deploy(sim: &Simulator, title: &str, code: &str, task: &str) {
+    println!("\n== {title}: MARKETGATE_PRODUCT_CODE={code}");
+    let guard = match marketgate::start_with(catalog(), options(sim, code, task)).await {
+        Ok(guard) => guard,
+        Err(refusal) => {
+            println!("   start-up REFUSED: {refusal}");
+            return;
         }
-    }
-}
-
-/// A paid feature.
-#[entitled("export")]
-fn export(report: &str) -> Result<String, AppError> {
-    Ok(format!("exported {report}"))
-}
-
-/// A free feature.
-#[entitled("search")]
-fn search(query: &str) -> Result<usize, AppError> {
-    Ok(query.len())
-}
-
-/// One unit of `api_calls` per successful call.
-#[metered(api_calls)]
-fn api_call(path: &str) -> Result<&str, AppError> {
-    Ok(path)
-}
-
-/// `gb_scanned` units computed from the argument.
-#[metered(gb_scanned, quantity = bytes.div_ceil(1 << 30))]
-fn scan(bytes: u64) -> Result<u64, AppError> {
-    Ok(bytes)
-}
-
-fn show<T: std::fmt::Debug>(call: &str, result: &Result<T, AppError>) {
-    match result {
-        Ok(value) => println!("  {call:<28} -> ok: {value:?}"),
-        Err(e) => println!("  {call:<28} -> DENIED: {e}"),
-    }
-}
-
-fn main() {
-    let catalog = marketgate::catalog!();
-    println!("Catalog compiled from {}:", catalog.manifest_path());
-    for p in catalog.products() {
+    };
+    let s = status();
+    if let Some(p) = &s.product {
         println!(
-            "  {:<10} {:<22} tier={} pricing={} features={:?} dimensions={:?}",
+            "   verified: product `{}` ({} {})",
+            p.name, p.tier, p.pricing
+        );
+    }
+    let calls: Vec<String> = sim
+        .calls()
+        .iter()
+        .filter(|c| c.access_key_id.as_deref() == Some(task))
+        .map(|c| format!("{} {:?}", c.operation, c.outcome))
+        .collect();
+    println!("   AWS calls at start-up: {}", calls.join(", "));
+    println!(
+        "   granted features: {:?}; meterable dimensions: {:?}",
+        s.features, s.dimensions
+    );
+    for line in workload() {
+        println!("   {line}");
+    }
+    let before = status().recorded;
+    guard.shutdown().await;
+    println!("   metered by this run (units recorded per dimension): {before:?}");
+}
+
+#[tokio::main]
+async fn main() {
+    let sim = match Simulator::start(Config::example()).await {
+        Ok(sim) => sim,
+        Err(e) => {
+            eprintln!("cannot start the simulator: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!("marketgate demo: examples/custom against the AWS Marketplace simulator");
+    println!(
+        "simulator listening on {} (Region {})",
+        sim.endpoint(),
+        sim.region()
+    );
+    println!(
+        "catalog compiled into the app from {}:",
+        catalog().manifest_path()
+    );
+    for p in catalog().products() {
+        println!(
+            "   {} = {} ({} {}), features {:?}, dimensions {:?}",
             p.name(),
             p.code(),
             p.tier(),
             p.pricing(),
-            catalog.feature_names(p.features()).collect::<Vec<_>>(),
-            catalog.dimension_names(p).collect::<Vec<_>>()
+            catalog().feature_names(p.features()).collect::<Vec<_>>(),
+            catalog().dimension_names(p).collect::<Vec<_>>()
         );
     }
 
-    println!("\nBefore start-up verification every call is denied (fail closed):");
-    show("export(\"q3\")", &export("q3"));
-    show("search(\"rust\")", &search("rust"));
-    show("api_call(\"/v1/items\")", &api_call("/v1/items"));
-    show("scan(3 GiB)", &scan(3 << 30));
-
-    println!("\nStart-up verification:");
-    match marketgate::start_blocking(catalog) {
-        Ok(guard) => {
-            println!("  verified");
-            guard.shutdown_blocking();
-        }
-        Err(e) => println!("  refused: {e}"),
-    }
+    deploy(
+        &sim,
+        "1. the free listing",
+        "mgsim-community-free",
+        "AKIDDEMOFREE",
+    )
+    .await;
+    deploy(
+        &sim,
+        "2. the paid listing",
+        "mgsim-usage-custom",
+        "AKIDDEMOPAID",
+    )
+    .await;
+    deploy(
+        &sim,
+        "3. a buyer swaps in another product's code",
+        "prod-someone-elses-free-code",
+        "AKIDDEMOTAMPER",
+    )
+    .await;
+    sim.shutdown().await;
 }
