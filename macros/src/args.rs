@@ -37,6 +37,7 @@ pub(crate) struct EntitledArgs {
 pub(crate) struct MeteredArgs {
     pub(crate) dimension: Name,
     pub(crate) quantity: Option<Expr>,
+    pub(crate) tags: Option<Expr>,
     pub(crate) on: CountOn,
     pub(crate) common: Common,
 }
@@ -233,6 +234,7 @@ impl MeteredArgs {
         let items = parse_items.parse2(tokens)?;
         let mut dimension: Option<Name> = None;
         let mut quantity = None;
+        let mut tags = None;
         let mut on = None;
         let mut common = Common::default();
         let mut errors = Vec::new();
@@ -249,6 +251,7 @@ impl MeteredArgs {
                 Item::Named(name, ParseValue::Expr(value)) => {
                     match name.to_string().as_str() {
                         "quantity" => set_once(&mut quantity, &name, value, &mut errors),
+                        "tags" => set_once(&mut tags, &name, value, &mut errors),
                         "on" => match count_on(&value) {
                             Ok(v) => set_once(&mut on, &name, v, &mut errors),
                             Err(e) => errors.push(e),
@@ -257,7 +260,7 @@ impl MeteredArgs {
                             if !common_option(&name, &value, &mut common, &mut errors) {
                                 errors.push(unknown_option(
                                     &name,
-                                    &["quantity", "on", "on_denied", "crate"],
+                                    &["quantity", "tags", "on", "on_denied", "crate"],
                                 ));
                             }
                         }
@@ -286,6 +289,7 @@ impl MeteredArgs {
         Ok(MeteredArgs {
             dimension,
             quantity,
+            tags,
             on: on.unwrap_or(CountOn::Success),
             common,
         })

@@ -448,7 +448,16 @@ fn expand(kind: Kind, args: TokenStream, func: &mut ItemFn) -> syn::Result<Token
             }
             None => quote!(1),
         };
-        let record = quote!(#p::record(#index, #quantity););
+        let record = match &dim.tags {
+            Some(expr) => {
+                let var = format_ident!("marketgate_tags_{}", n, span = Span::mixed_site());
+                quantities.extend(quote_spanned! {expr.span()=>
+                    let #var = #p::tags(#expr);
+                });
+                quote!(#p::record_tagged(#index, #quantity, #var);)
+            }
+            None => quote!(#p::record(#index, #quantity);),
+        };
         match dim.on {
             CountOn::Call => record_on_call.extend(record),
             CountOn::Success => record_after.extend(record),

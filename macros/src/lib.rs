@@ -114,9 +114,25 @@ pub fn entitled(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Stacking `#[entitled]` and `#[metered]` on one function, in either
 /// order, runs all checks first: a call denied by either never counts.
 ///
+/// # Tags
+///
+/// `tags = <expr>` attributes the units to a tag set (any iterable of
+/// `(key, value)` string pairs, evaluated with the quantity). AWS receives
+/// them as the hour's `UsageAllocations`, aggregated per tag set. Tagged
+/// calls take a lock and allocate; untagged ones do neither.
+///
+/// ```
+/// # use marketgate::Denied;
+/// #[marketgate::metered(api_calls, tags = [("tenant", tenant)])]
+/// fn handle_for(tenant: &str) -> Result<(), Denied> {
+///     Ok(())
+/// }
+/// # assert!(handle_for("acme").is_err());
+/// ```
+///
 /// # Options
 ///
-/// `quantity = <expr>`, `on = success | return | call`,
+/// `quantity = <expr>`, `tags = <expr>`, `on = success | return | call`,
 /// `on_denied = <expr>`, `crate = "path"`.
 ///
 /// # Cost

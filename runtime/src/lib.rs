@@ -62,15 +62,20 @@ mod call_site;
 mod catalog;
 mod counters;
 mod denied;
+#[cfg(feature = "dev")]
+mod dev_clock;
 mod entitlement;
+mod journal;
 mod license;
 mod lifecycle;
+mod metering;
 mod region;
 mod retry;
 mod signature;
 mod status;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod usage;
 mod verify;
 
 #[doc(hidden)]
@@ -86,14 +91,17 @@ pub use catalog::{
 pub use denied::{DenialReason, Denied, Subject};
 pub use entitlement::InstallError;
 pub use lifecycle::{
-    Guard, Options, PRODUCT_CODE_ENV, SIGNAL_GRACE_ENV, STARTUP_TIMEOUT_ENV, StartError, start,
-    start_blocking, start_blocking_with, start_with,
+    CHECKPOINT_INTERVAL_ENV, DEFAULT_STATE_DIR, Guard, Options, PRODUCT_CODE_ENV, SIGNAL_GRACE_ENV,
+    STARTUP_TIMEOUT_ENV, STATE_DIR_ENV, StartError, start, start_blocking, start_blocking_with,
+    start_with,
 };
 pub use region::{DiscoveredRegion, RegionError, RegionSource, RegionSources};
 pub use signature::{RegistrationClaims, SignatureError, verify_registration};
 pub use status::{
-    CallStatus, LicenseStatus, ProductStatus, RegionStatus, RunState, Status, status,
+    CallStatus, LicenseStatus, MeteringStatus, PendingRecord, ProductStatus, RegionStatus,
+    RunState, Status, UnbillableRecord, status,
 };
+pub use usage::record_tagged_usage;
 
 #[doc(inline)]
 pub use marketgate_macros::{catalog, entitled, main, metered};

@@ -7,9 +7,11 @@
 //! under any async runtime, and never competes with the application's
 //! executor.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -17,6 +19,7 @@ use crate::aws::{self, AwsFailure, Endpoint};
 use crate::catalog::{Catalog, Product};
 use crate::entitlement::{self, InstallError};
 use crate::license;
+use crate::metering::{self, Clock, Pipeline};
 use crate::region::{RegionError, RegionSource, RegionSources};
 use crate::retry::Backoff;
 use crate::signature::SignatureError;
@@ -31,6 +34,15 @@ pub const STARTUP_TIMEOUT_ENV: &str = "MARKETGATE_STARTUP_TIMEOUT_SECS";
 /// Seconds `main` gets to return after SIGTERM/SIGINT before the process
 /// exits (default 10; ECS kills 30 s after SIGTERM).
 pub const SIGNAL_GRACE_ENV: &str = "MARKETGATE_SIGNAL_GRACE_SECS";
+
+/// Checkpoint interval in milliseconds; only shorter than the 10 s default
+/// is accepted (a longer one would let a buyer lose more usage to a kill).
+pub const CHECKPOINT_INTERVAL_ENV: &str = "MARKETGATE_CHECKPOINT_INTERVAL_MS";
+/// Directory of the metering journal (default [`DEFAULT_STATE_DIR`]).
+pub const STATE_DIR_ENV: &str = "MARKETGATE_STATE_DIR";
+/// Where the metering journal lives unless [`STATE_DIR_ENV`] says otherwise:
+/// mount a volume here in a container with a read-only root file system.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/marketgate";
 
 fn env_secs(var: &str) -> Option<Duration> {
     std::env::var(var)
@@ -194,7 +206,7 @@ pub enum StartError {
 
 /// How the runtime starts and runs. [`Options::from_env`] is what
 /// `#[marketgate::main]` uses.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     product_code: Option<String>,
     startup_timeout: Duration,
@@ -205,9 +217,25 @@ pub struct Options {
     license_check: Duration,
     license_extend: Duration,
     endpoint: Endpoint,
+    state_dir: PathBuf,
+    checkpoint_every: Duration,
+    flush_budget: Duration,
+    clock: Clock,
     /// Development overrides (`dev` builds only): Region and static credentials.
     dev_region: Option<String>,
     dev_credentials: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("product_code", &self.product_code)
+            .field("startup_timeout", &self.startup_timeout)
+            .field("endpoint", &self.endpoint)
+            .field("state_dir", &self.state_dir)
+            .field("checkpoint_every", &self.checkpoint_every)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Options {
@@ -222,6 +250,10 @@ impl Default for Options {
             license_check: verify::LICENSE_CHECK,
             license_extend: verify::LICENSE_EXTEND,
             endpoint: Endpoint::Aws,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            checkpoint_every: Duration::from_secs(10),
+            flush_budget: Duration::from_secs(10),
+            clock: Arc::new(SystemTime::now),
             dev_region: None,
             dev_credentials: None,
         }
@@ -246,6 +278,15 @@ impl Options {
         }
         if let Some(grace) = env_secs(SIGNAL_GRACE_ENV) {
             options.signal_grace = grace;
+        }
+        if let Some(dir) = std::env::var_os(STATE_DIR_ENV).filter(|d| !d.is_empty()) {
+            options.state_dir = PathBuf::from(dir);
+        }
+        if let Some(ms) = std::env::var(CHECKPOINT_INTERVAL_ENV)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+        {
+            options = options.checkpoint_interval(Duration::from_millis(ms));
         }
         #[cfg(feature = "dev")]
         if let Some(url) = std::env::var(aws::DEV_ENDPOINT)
@@ -308,6 +349,38 @@ impl Options {
     #[must_use]
     pub fn license_extend_interval(mut self, interval: Duration) -> Self {
         self.license_extend = interval.clamp(Duration::from_millis(10), verify::LICENSE_EXTEND_MAX);
+        self
+    }
+
+    /// Directory of the metering journal (default: [`STATE_DIR_ENV`], else
+    /// [`DEFAULT_STATE_DIR`]).
+    #[must_use]
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = dir.into();
+        self
+    }
+
+    /// How often recorded usage is written to the journal (default and
+    /// maximum 10 s: a `SIGKILL` loses at most this much usage).
+    #[must_use]
+    pub fn checkpoint_interval(mut self, interval: Duration) -> Self {
+        self.checkpoint_every = interval.clamp(Duration::from_millis(10), Duration::from_secs(10));
+        self
+    }
+
+    /// How long the final flush may try to report usage (default 10 s).
+    #[must_use]
+    pub fn flush_budget(mut self, budget: Duration) -> Self {
+        self.flush_budget = budget;
+        self
+    }
+
+    /// Replaces the wall clock that decides hours (`dev` builds only: tests
+    /// follow the simulator's clock, so hours pass instantly).
+    #[cfg(feature = "dev")]
+    #[must_use]
+    pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
         self
     }
 
@@ -492,6 +565,7 @@ fn launch(catalog: &'static Catalog, options: Options, reply: Reply) -> Result<G
             return Err(e);
         }
     };
+    status::reset();
     status::set_state(RunState::Starting);
     status::set_product(ProductStatus {
         name: product.name(),
@@ -572,6 +646,7 @@ async fn verify_product(
         region: &region,
         clients: &clients,
         backoff: options.backoff(),
+        clock: &options.clock,
     };
     let verified = verify::verify(&cx).await?;
     Ok((clients, verified))
@@ -586,6 +661,8 @@ async fn run(
     commands: mpsc::UnboundedReceiver<Command>,
 ) {
     aws::report_ignored_overrides(&options.endpoint);
+    #[cfg(feature = "dev")]
+    let options = follow_simulator_clock(options).await;
     let (clients, verified) = match verify_product(catalog, product, &options).await {
         Ok(v) => v,
         Err(e) => {
@@ -615,14 +692,45 @@ async fn run(
             },
         ))
     });
+    // Metered dimensions exist only for custom pricing (a paid product).
+    let metering = (product.dimension_mask() != 0).then(|| {
+        let pipeline = Arc::new(tokio::sync::Mutex::new(Pipeline::new(
+            catalog,
+            product,
+            clients.clone(),
+            options.clock.clone(),
+            metering::Settings {
+                state_dir: options.state_dir.clone(),
+                flush_budget: options.flush_budget,
+            },
+        )));
+        let ticker = tokio::spawn(metering::run(pipeline.clone(), options.checkpoint_every));
+        (pipeline, ticker)
+    });
     reply.send(Ok(()));
     let work = ShutdownWork {
         clients,
         consumption: verified.consumption,
         maintenance,
-        done: false,
+        metering,
+        checked_in: false,
+        flushed: false,
     };
     serve(work, commands, &options).await;
+}
+
+/// `dev` builds: with `MARKETGATE_DEV_CLOCK=simulator`, hours follow the
+/// simulator's clock instead of the local one.
+#[cfg(feature = "dev")]
+async fn follow_simulator_clock(mut options: Options) -> Options {
+    let wanted = std::env::var(crate::dev_clock::DEV_CLOCK_ENV).is_ok_and(|v| v == "simulator");
+    if let (true, Endpoint::Dev(url)) = (wanted, &options.endpoint) {
+        match crate::dev_clock::follow(url).await {
+            Some(clock) => options.clock = clock,
+            None => tracing::warn!(target: "marketgate", "cannot read the simulator's clock"),
+        }
+    }
+    options
 }
 
 /// Ends the runtime: no grants, stopped, startable again.
@@ -647,16 +755,20 @@ async fn serve(
             stopped(command);
         }
         signo = wait_for_signal(options.handle_signals) => {
-            tracing::info!(target: "marketgate", signal = signo, "signal received: flushing and checking in");
-            work.run().await;
+            tracing::info!(target: "marketgate", signal = signo, "signal received: checkpointing and checking in");
+            // At once: usage on disk, the seat returned. The usage report
+            // itself waits until main returns (or the grace ends), so units
+            // the program records while it winds down are in it too.
+            work.on_signal().await;
             let grace = options.signal_grace;
-            // Give main the grace period to return (its own shutdown
-            // handling may need it); a program that ignores the signal
-            // still exits.
             tokio::select! {
-                command = commands.recv() => stopped(command),
+                command = commands.recv() => {
+                    work.run().await;
+                    stopped(command);
+                }
                 () = tokio::time::sleep(grace) => {
-                    tracing::warn!(target: "marketgate", ?grace, "main did not return after the signal; exiting");
+                    tracing::warn!(target: "marketgate", ?grace, "main did not return after the signal; flushing and exiting");
+                    work.run().await;
                     std::process::exit(128 + signo);
                 }
             }
@@ -669,22 +781,46 @@ struct ShutdownWork {
     clients: aws::Clients,
     consumption: Option<Consumption>,
     maintenance: Option<tokio::task::JoinHandle<()>>,
-    done: bool,
+    metering: Option<(
+        Arc<tokio::sync::Mutex<Pipeline>>,
+        tokio::task::JoinHandle<()>,
+    )>,
+    checked_in: bool,
+    flushed: bool,
 }
 
 impl ShutdownWork {
-    async fn run(&mut self) {
-        if self.done {
+    async fn check_in(&mut self) {
+        if std::mem::replace(&mut self.checked_in, true) {
             return;
         }
-        self.done = true;
-        status::set_state(RunState::ShuttingDown);
         if let Some(task) = self.maintenance.take() {
             task.abort();
         }
         if let Some(consumption) = self.consumption.take() {
             license::check_in(&self.clients, &consumption).await;
         }
+    }
+
+    /// Signal received: usage to the journal now, licenses back now.
+    async fn on_signal(&mut self) {
+        status::set_state(RunState::ShuttingDown);
+        if let Some((pipeline, _)) = &self.metering {
+            let _ = pipeline.lock().await.tick(false).await;
+        }
+        self.check_in().await;
+    }
+
+    /// The end: report all usage, the open hour included, and check in.
+    async fn run(&mut self) {
+        status::set_state(RunState::ShuttingDown);
+        if !std::mem::replace(&mut self.flushed, true)
+            && let Some((pipeline, ticker)) = &self.metering
+        {
+            ticker.abort();
+            pipeline.lock().await.flush().await;
+        }
+        self.check_in().await;
     }
 }
 

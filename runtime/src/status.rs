@@ -91,6 +91,60 @@ pub struct CallStatus {
     pub at: u64,
 }
 
+/// A usage record waiting for AWS's confirmation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingRecord {
+    /// The dimension.
+    pub dimension: String,
+    /// The hour it reports (epoch seconds of the hour's start).
+    pub hour: i64,
+    /// Units.
+    pub quantity: u32,
+    /// A request for it may have reached AWS without an answer; it is only
+    /// ever resent identically.
+    pub unconfirmed: bool,
+}
+
+/// Usage that can never be billed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnbillableRecord {
+    /// The dimension.
+    pub dimension: String,
+    /// The hour (epoch seconds of the hour's start).
+    pub hour: i64,
+    /// Units.
+    pub quantity: u32,
+    /// AWS's error code, or `Unconfirmed`.
+    pub code: String,
+    /// What happened.
+    pub message: String,
+}
+
+/// The metering pipeline (custom-pricing products).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct MeteringStatus {
+    /// The journal file, when one is open.
+    pub journal: Option<String>,
+    /// Why there is no journal (usage then lives in memory only).
+    pub journal_error: Option<String>,
+    /// What recovery could not read from a damaged journal.
+    pub journal_damage: Option<String>,
+    /// Units per dimension not yet in a record (the open hour, carried usage).
+    pub unreported: BTreeMap<String, u64>,
+    /// Records waiting for AWS.
+    pub pending: Vec<PendingRecord>,
+    /// Units per dimension AWS confirmed, by this process.
+    pub reported: BTreeMap<String, u64>,
+    /// Units this process moved to a later hour.
+    pub carried: u64,
+    /// Usage that can never be billed.
+    pub unbillable: Vec<UnbillableRecord>,
+    /// When the last flush finished (epoch seconds).
+    pub last_flush: Option<u64>,
+    /// Checkpoints taken by this process (grows every interval).
+    pub checkpoints: u64,
+}
+
 /// A snapshot of the runtime's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Status {
@@ -109,6 +163,8 @@ pub struct Status {
     pub recorded: BTreeMap<&'static str, u64>,
     /// The license consumption held, for contract products.
     pub license: Option<LicenseStatus>,
+    /// The metering pipeline, for custom-pricing products.
+    pub metering: Option<MeteringStatus>,
     /// Last result per AWS operation.
     pub aws: BTreeMap<&'static str, CallStatus>,
     /// Why the runtime is degraded, if it is (empty when healthy).
@@ -127,6 +183,7 @@ struct Inner {
     product: Option<ProductStatus>,
     region: Option<RegionStatus>,
     license: Option<LicenseStatus>,
+    metering: Option<MeteringStatus>,
     aws: BTreeMap<&'static str, CallStatus>,
     degraded: BTreeMap<&'static str, String>,
     refusal: Option<String>,
@@ -137,6 +194,7 @@ static INNER: Mutex<Inner> = Mutex::new(Inner {
     product: None,
     region: None,
     license: None,
+    metering: None,
     aws: BTreeMap::new(),
     degraded: BTreeMap::new(),
     refusal: None,
@@ -168,6 +226,21 @@ pub(crate) fn set_product(product: ProductStatus) {
 
 pub(crate) fn set_region(region: RegionStatus) {
     inner().region = Some(region);
+}
+
+pub(crate) fn set_metering(metering: MeteringStatus) {
+    inner().metering = Some(metering);
+}
+
+/// Forgets what the previous run of the runtime left (a new start).
+pub(crate) fn reset() {
+    let mut i = inner();
+    i.license = None;
+    i.metering = None;
+    i.degraded.clear();
+    i.refusal = None;
+    i.region = None;
+    i.aws.clear();
 }
 
 pub(crate) fn update_license(update: impl FnOnce(&mut Option<LicenseStatus>)) {
@@ -242,6 +315,7 @@ pub fn status() -> Status {
         dimensions,
         recorded,
         license: i.license.clone(),
+        metering: i.metering.clone(),
         aws: i.aws.clone(),
         degraded: i.degraded.values().cloned().collect(),
         refusal: i.refusal.clone(),

@@ -59,6 +59,7 @@ pub(crate) struct Context<'a> {
     pub(crate) region: &'a DiscoveredRegion,
     pub(crate) clients: &'a Clients,
     pub(crate) backoff: Backoff,
+    pub(crate) clock: &'a crate::metering::Clock,
 }
 
 impl Context<'_> {
@@ -224,7 +225,7 @@ async fn dry_run(cx: &Context<'_>) -> Result<Verified, StartError> {
                 .product_code(product.code())
                 .usage_dimension(*dimension)
                 .usage_quantity(0)
-                .timestamp(DateTime::from(SystemTime::now()))
+                .timestamp(DateTime::from((cx.clock)()))
                 .dry_run(true);
             async move {
                 match request.send().await {

@@ -5,6 +5,10 @@ use marketgate_simulator::{Config, Simulator};
 fn run(sim: &Simulator, task: &str, code: &str) -> Vec<String> {
     let out = tokio::task::block_in_place(|| {
         sim.command(env!("CARGO_BIN_EXE_marketgate-example-custom"), task)
+            .env(
+                "MARKETGATE_STATE_DIR",
+                std::env::temp_dir().join(format!("marketgate-{task}-{}", std::process::id())),
+            )
             .env("MARKETGATE_PRODUCT_CODE", code)
             .output()
             .expect("run the example")
@@ -28,12 +32,21 @@ async fn paid_code_runs_everything_free_code_only_free_features() {
     let paid = run(&sim, "AKIDCUSTOMEX", "mgsim-usage-custom");
     assert!(paid.iter().all(|l| !l.contains("DENIED")), "{paid:#?}");
     assert_eq!(paid.len(), 6);
-    let dry_runs = sim
-        .calls()
+    // Start-up dry runs record nothing; at exit the run's usage is reported.
+    let mut usage: Vec<(String, Option<u64>)> = sim
+        .usage()
         .iter()
-        .filter(|c| c.operation == "MeterUsage")
-        .count();
-    assert_eq!(dry_runs, 2, "one dry run per dimension");
+        .filter(|r| r.access_key_id == "AKIDCUSTOMEX")
+        .map(|r| (r.dimension.clone(), r.quantity.as_whole()))
+        .collect();
+    usage.sort();
+    assert_eq!(
+        usage,
+        [
+            ("api_calls".to_owned(), Some(3)),
+            ("gb_scanned".to_owned(), Some(4))
+        ]
+    );
 
     let free = run(&sim, "AKIDCUSTOMEX2", "mgsim-community-free");
     assert_eq!(free[0], "search(\"rust\"): result for rust");

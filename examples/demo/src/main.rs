@@ -17,6 +17,8 @@ fn options(sim: &Simulator, code: &str, task: &str) -> Options {
         .credentials(task, "demo-secret")
         .startup_timeout(Duration::from_secs(10))
         .handle_signals(false, Duration::ZERO)
+        // The metering journal of this demo run, not a system directory.
+        .state_dir(std::env::temp_dir().join(format!("marketgate-demo-{}", std::process::id())))
 }
 
 async fn deploy(sim: &Simulator, title: &str, code: &str, task: &str) {
@@ -49,9 +51,28 @@ async fn deploy(sim: &Simulator, title: &str, code: &str, task: &str) {
     for line in workload() {
         println!("   {line}");
     }
-    let before = status().recorded;
     guard.shutdown().await;
-    println!("   metered by this run (units recorded per dimension): {before:?}");
+    let reported: Vec<String> = sim
+        .usage()
+        .iter()
+        .filter(|r| r.access_key_id == task)
+        .map(|r| {
+            format!(
+                "{} = {} (hour starting {})",
+                r.dimension,
+                r.quantity.as_whole().unwrap_or_default(),
+                r.timestamp
+            )
+        })
+        .collect();
+    if reported.is_empty() {
+        println!("   MeterUsage records AWS accepted from this run: none");
+    } else {
+        println!("   MeterUsage records AWS accepted from this run (flushed at shutdown):");
+        for line in reported {
+            println!("      {line}");
+        }
+    }
 }
 
 #[tokio::main]

@@ -19,7 +19,9 @@ fn the_demo_shows_verification_denials_and_metering() {
         "verified: product `usage` (paid custom)",
         "AWS calls at start-up: MeterUsage Success, MeterUsage Success",
         "export(\"q3\"): q3.csv",
-        "{\"api_calls\": 3, \"gb_scanned\": 4}",
+        "MeterUsage records AWS accepted from this run: none",
+        "      api_calls = 3 (hour starting",
+        "      gb_scanned = 4 (hour starting",
         "start-up REFUSED: MARKETGATE_PRODUCT_CODE=`prod-someone-elses-free-code` is not a product this binary trusts",
     ] {
         assert!(

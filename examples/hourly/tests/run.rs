@@ -6,6 +6,10 @@ use marketgate_simulator::{Config, Simulator, Subscription};
 fn run(sim: &Simulator, task: &str) -> std::process::Output {
     tokio::task::block_in_place(|| {
         sim.command(env!("CARGO_BIN_EXE_marketgate-example-hourly"), task)
+            .env(
+                "MARKETGATE_STATE_DIR",
+                std::env::temp_dir().join(format!("marketgate-{task}-{}", std::process::id())),
+            )
             .output()
             .expect("run the example")
     })

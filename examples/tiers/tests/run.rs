@@ -5,6 +5,10 @@ use marketgate_simulator::{Config, Simulator};
 fn run(sim: &Simulator, task: &str, code: &str) -> String {
     let out = tokio::task::block_in_place(|| {
         sim.command(env!("CARGO_BIN_EXE_marketgate-example-tiers"), task)
+            .env(
+                "MARKETGATE_STATE_DIR",
+                std::env::temp_dir().join(format!("marketgate-{task}-{}", std::process::id())),
+            )
             .env("MARKETGATE_PRODUCT_CODE", code)
             .output()
             .expect("run the example")

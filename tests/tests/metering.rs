@@ -1,0 +1,449 @@
+//! The metering pipeline against the simulator, on the simulator's clock:
+//! hour boundaries, outages, throttling storms, restarts without the
+//! journal, the i32 limit, tags and an unwritable journal. Hours pass
+//! instantly; every test checks the simulator's accepted records.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, UNIX_EPOCH};
+
+use marketgate::{Denied, Guard, Options, metered, status};
+use marketgate_simulator::{Config, Fault, Operation, Simulator, Trigger, UsageRecord};
+
+const USAGE: &str = "mgsim-usage-custom";
+/// 2026-11-26T10:00:00Z, an hour start.
+const H0: u64 = 1_795_687_200;
+const HOUR: Duration = Duration::from_secs(3600);
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[metered(gb_scanned, quantity = units)]
+fn scan(units: u64) -> Result<(), Denied> {
+    Ok(())
+}
+
+#[metered(api_calls, tags = [("tenant", tenant)])]
+fn tenant_call(tenant: &str) -> Result<(), Denied> {
+    let _ = tenant;
+    Ok(())
+}
+
+#[metered(api_calls)]
+fn call() -> Result<(), Denied> {
+    Ok(())
+}
+
+async fn simulator() -> Simulator {
+    let mut config = Config::example();
+    for product in &mut config.products {
+        if product.name == "usage" {
+            product.dimensions.push("gb-egress".to_owned());
+        }
+    }
+    // Five minutes into H0, frozen: only the tests move time.
+    config.clock.start = Some(UNIX_EPOCH + Duration::from_secs(H0 + 300));
+    config.clock.frozen = true;
+    Simulator::start(config).await.expect("simulator")
+}
+
+fn state_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/tests/metering")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+async fn start(sim: &Simulator, task: &str, dir: &PathBuf) -> Guard {
+    let clock = sim.clock().clone();
+    let options = Options::default()
+        .product_code(USAGE)
+        .endpoint(sim.endpoint())
+        .region(sim.region())
+        .credentials(task, "not-a-real-secret")
+        .state_dir(dir)
+        .checkpoint_interval(Duration::from_millis(20))
+        .flush_budget(Duration::from_secs(20))
+        .handle_signals(false, Duration::ZERO)
+        .clock(move || clock.now());
+    marketgate::start_with(marketgate_tests::catalog(), options)
+        .await
+        .expect("verified")
+}
+
+/// Polls until `done` holds (the pipeline works in the background).
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..1500 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "timed out waiting for {what}; status: {:#?}",
+        status().metering
+    );
+}
+
+/// Waits until a checkpoint has certainly started after this call, so that
+/// what was recorded before it belongs to the current simulated hour.
+async fn checkpointed() {
+    let seen = status().metering.map_or(0, |m| m.checkpoints);
+    eventually("a checkpoint", || {
+        status().metering.is_some_and(|m| m.checkpoints >= seen + 2)
+    })
+    .await;
+}
+
+/// Moves the simulated clock one hour on, after a checkpoint.
+async fn next_hour(sim: &Simulator) {
+    checkpointed().await;
+    sim.clock().advance(HOUR);
+}
+
+fn hour(n: u64) -> i64 {
+    i64::try_from(H0 + n * 3600).expect("epoch")
+}
+
+/// Accepted quantity per (dimension, hour), checking there is one record each.
+fn accepted(sim: &Simulator, task: &str) -> BTreeMap<(String, i64), u64> {
+    let mut out = BTreeMap::new();
+    for r in sim.usage().into_iter().filter(|r| r.access_key_id == task) {
+        let previous = out.insert((r.dimension.clone(), r.timestamp), quantity(&r));
+        assert!(previous.is_none(), "two records for one hour: {r:?}");
+    }
+    out
+}
+
+fn quantity(r: &UsageRecord) -> u64 {
+    r.quantity.as_whole().expect("a whole quantity")
+}
+
+fn total(map: &BTreeMap<(String, i64), u64>, dimension: &str) -> u64 {
+    map.iter()
+        .filter(|((d, _), _)| d == dimension)
+        .map(|(_, q)| q)
+        .sum()
+}
+
+fn errors(sim: &Simulator, code: &str) -> usize {
+    sim.calls()
+        .iter()
+        .filter(|c| c.error_code.as_deref() == Some(code))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_hour_is_reported_once_per_dimension_with_exact_totals() {
+    let _serial = SERIAL.lock().await;
+    let sim = simulator().await;
+    let dir = state_dir("hours");
+    let guard = start(&sim, "AKIDHOURS", &dir).await;
+    scan(10).expect("granted");
+    for _ in 0..3 {
+        call().expect("granted");
+    }
+    next_hour(&sim).await;
+    eventually("hour 0", || accepted(&sim, "AKIDHOURS").len() == 2).await;
+    scan(7).expect("granted");
+    next_hour(&sim).await;
+    eventually("hour 1", || accepted(&sim, "AKIDHOURS").len() == 3).await;
+    call().expect("granted");
+    call().expect("granted");
+    guard.shutdown().await;
+    let got = accepted(&sim, "AKIDHOURS");
+    let expected: BTreeMap<(String, i64), u64> = [
+        (("api_calls".to_owned(), hour(0)), 3),
+        (("gb_scanned".to_owned(), hour(0)), 10),
+        (("gb_scanned".to_owned(), hour(1)), 7),
+        (("api_calls".to_owned(), hour(2)), 2),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(got, expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_five_hour_outage_loses_nothing_and_bills_every_hour_in_its_window() {
+    let _serial = SERIAL.lock().await;
+    let sim = simulator().await;
+    let dir = state_dir("outage5");
+    let guard = start(&sim, "AKIDOUTAGE5", &dir).await;
+    sim.inject(
+        Operation::MeterUsage,
+        Fault::Throttling,
+        Trigger::Probability(1.0),
+    )
+    .expect("fault");
+    for n in 0..5 {
+        scan(5 + n).expect("granted");
+        next_hour(&sim).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(accepted(&sim, "AKIDOUTAGE5").is_empty());
+    assert!(
+        !status().degraded.is_empty(),
+        "the outage must show in status()"
+    );
+    sim.clear_faults();
+    eventually("recovery", || accepted(&sim, "AKIDOUTAGE5").len() == 5).await;
+    guard.shutdown().await;
+    let got = accepted(&sim, "AKIDOUTAGE5");
+    for n in 0..5 {
+        assert_eq!(got.get(&("gb_scanned".to_owned(), hour(n))), Some(&(5 + n)));
+    }
+    assert_eq!(errors(&sim, "DuplicateRequestException"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_longer_outage_carries_usage_forward_loudly_and_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    let sim = simulator().await;
+    let dir = state_dir("outage8");
+    let guard = start(&sim, "AKIDOUTAGE8", &dir).await;
+    sim.inject(
+        Operation::MeterUsage,
+        Fault::InternalError,
+        Trigger::Probability(1.0),
+    )
+    .expect("fault");
+    for _ in 0..8 {
+        scan(10).expect("granted");
+        next_hour(&sim).await;
+    }
+    // Hours about to leave the 6-hour window are carried, loudly.
+    eventually("carried usage", || {
+        status().metering.is_some_and(|m| m.carried >= 10)
+    })
+    .await;
+    sim.clear_faults();
+    // Every record still in the window is delivered; the units of hours that
+    // left it wait in later hours: nothing is lost on the way.
+    eventually("recovery", || {
+        status().metering.is_some_and(|m| {
+            m.pending.is_empty()
+                && m.reported.get("gb_scanned").copied().unwrap_or(0)
+                    + m.unreported.get("gb_scanned").copied().unwrap_or(0)
+                    == 80
+        })
+    })
+    .await;
+    assert_eq!(
+        status().metering.map(|m| m.carried),
+        Some(30),
+        "hours 0 to 2 were carried"
+    );
+    guard.shutdown().await;
+    let got = accepted(&sim, "AKIDOUTAGE8");
+    assert_eq!(total(&got, "gb_scanned"), 80, "{got:?}");
+    assert!(
+        got.keys().all(|(_, h)| *h >= hour(3)),
+        "nothing sent outside the window: {got:?}"
+    );
+    assert_eq!(
+        errors(&sim, "TimestampOutOfBoundsException"),
+        0,
+        "never sent too late"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_storms_and_dropped_connections_during_flush_bill_exactly_once() {
+    let _serial = SERIAL.lock().await;
+    let sim = simulator().await;
+    let dir = state_dir("storm");
+    let guard = start(&sim, "AKIDSTORM", &dir).await;
+    scan(123).expect("granted");
+    for _ in 0..7 {
+        call().expect("granted");
+    }
+    next_hour(&sim).await;
+    scan(77).expect("granted");
+    sim.inject(
+        Operation::MeterUsage,
+        Fault::Throttling,
+        Trigger::Probability(0.5),
+    )
+    .expect("fault");
+    sim.inject(
+        Operation::MeterUsage,
+        Fault::DropConnection,
+        Trigger::Probability(0.3),
+    )
+    .expect("fault");
+    guard.shutdown().await;
+    let got = accepted(&sim, "AKIDSTORM");
+    assert_eq!(total(&got, "gb_scanned"), 200, "{got:?}");
+    assert_eq!(total(&got, "api_calls"), 7, "{got:?}");
+    assert_eq!(errors(&sim, "DuplicateRequestException"), 0);
+    assert!(
+        sim.calls()
+            .iter()
+            .filter(|c| c.operation == "MeterUsage")
+            .count()
+            > 3,
+        "the faults were exercised"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_in_the_same_pod_without_its_journal_carries_the_duplicate_hour_forward() {
+    let _serial = SERIAL.lock().await;
+    let sim = simulator().await;
+    let guard = start(&sim, "AKIDPOD", &state_dir("pod-first")).await;
+    scan(5).expect("granted");
+    guard.shutdown().await;
+    assert_eq!(
+        accepted(&sim, "AKIDPOD").get(&("gb_scanned".to_owned(), hour(0))),
+        Some(&5)
+    );
+
+    // Same task (pod), fresh state: it does not know hour 0 was reported.
+    let guard = start(&sim, "AKIDPOD", &state_dir("pod-second")).await;
+    scan(7).expect("granted");
+    next_hour(&sim).await;
+    eventually("the duplicate", || {
+        errors(&sim, "DuplicateRequestException") == 1
+    })
+    .await;
+    next_hour(&sim).await;
+    eventually("the carried record", || {
+        accepted(&sim, "AKIDPOD").len() == 2
+    })
+    .await;
+    guard.shutdown().await;
+    let got = accepted(&sim, "AKIDPOD");
+    assert_eq!(got.get(&("gb_scanned".to_owned(), hour(0))), Some(&5));
+    assert_eq!(got.get(&("gb_scanned".to_owned(), hour(1))), Some(&7));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quantities_above_the_i32_limit_are_split_across_hours() {
+    let _serial = SERIAL.lock().await;
+    let sim = simulator().await;
+    let guard = start(&sim, "AKIDBIG", &state_dir("big")).await;
+    let max = u64::from(i32::MAX.unsigned_abs());
+    scan(max).expect("granted");
+    scan(max + 10).expect("granted");
+    call().expect("granted");
+    next_hour(&sim).await;
+    eventually("hour 0", || accepted(&sim, "AKIDBIG").len() == 2).await;
+    next_hour(&sim).await;
+    eventually("hour 1", || accepted(&sim, "AKIDBIG").len() == 3).await;
+    next_hour(&sim).await;
+    eventually("hour 2", || accepted(&sim, "AKIDBIG").len() == 4).await;
+    guard.shutdown().await;
+    let got = accepted(&sim, "AKIDBIG");
+    assert_eq!(got.get(&("gb_scanned".to_owned(), hour(0))), Some(&max));
+    assert_eq!(got.get(&("gb_scanned".to_owned(), hour(1))), Some(&max));
+    assert_eq!(got.get(&("gb_scanned".to_owned(), hour(2))), Some(&10));
+    assert_eq!(got.get(&("api_calls".to_owned(), hour(0))), Some(&1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tagged_usage_is_sent_as_allocations_per_tag_set() {
+    let _serial = SERIAL.lock().await;
+    let sim = simulator().await;
+    let guard = start(&sim, "AKIDTAGS", &state_dir("tags")).await;
+    for tenant in ["acme", "acme", "globex"] {
+        tenant_call(tenant).expect("granted");
+    }
+    call().expect("granted");
+    marketgate::record_tagged_usage("gb_scanned", 4, [("team", "search"), ("env", "prod")])
+        .expect("granted");
+    guard.shutdown().await;
+    let records = sim.usage();
+    let api = records
+        .iter()
+        .find(|r| r.dimension == "api_calls")
+        .expect("api_calls record");
+    assert_eq!(quantity(api), 4);
+    let by_tags: BTreeMap<String, u64> = api
+        .allocations
+        .iter()
+        .map(|a| {
+            let tags: Vec<String> = a
+                .tags
+                .iter()
+                .map(|t| format!("{}={}", t.key, t.value))
+                .collect();
+            (tags.join(","), a.quantity.as_whole().expect("whole"))
+        })
+        .collect();
+    let expected: BTreeMap<String, u64> = [
+        ("marketgate:untagged=true".to_owned(), 1),
+        ("tenant=acme".to_owned(), 2),
+        ("tenant=globex".to_owned(), 1),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(by_tags, expected);
+    let scanned = records
+        .iter()
+        .find(|r| r.dimension == "gb_scanned")
+        .expect("gb_scanned record");
+    assert_eq!(quantity(scanned), 4);
+    let tags: Vec<String> = scanned.allocations[0]
+        .tags
+        .iter()
+        .map(|t| format!("{}={}", t.key, t.value))
+        .collect();
+    assert_eq!(tags, ["env=prod", "team=search"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unwritable_journal_keeps_usage_in_memory_and_reports_degraded() {
+    let _serial = SERIAL.lock().await;
+    let sim = simulator().await;
+    // A regular file where the state directory should be.
+    let blocker = state_dir("unwritable");
+    std::fs::create_dir_all(blocker.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&blocker, b"not a directory").expect("file");
+    let guard = start(&sim, "AKIDNOJOURNAL", &blocker.join("state")).await;
+    scan(9).expect("granted");
+    eventually("a checkpoint", || {
+        status()
+            .metering
+            .is_some_and(|m| m.unreported.get("gb_scanned") == Some(&9))
+    })
+    .await;
+    let s = status();
+    let metering = s.metering.expect("metering status");
+    assert!(metering.journal.is_none());
+    assert!(metering.journal_error.is_some());
+    assert!(
+        s.degraded
+            .iter()
+            .any(|d| d.contains("MARKETGATE_STATE_DIR")),
+        "{:?}",
+        s.degraded
+    );
+    guard.shutdown().await;
+    assert_eq!(total(&accepted(&sim, "AKIDNOJOURNAL"), "gb_scanned"), 9);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unbillable_usage_is_reported_not_dropped_silently() {
+    let _serial = SERIAL.lock().await;
+    let sim = simulator().await;
+    let guard = start(&sim, "AKIDGONE", &state_dir("gone")).await;
+    scan(3).expect("granted");
+    // The buyer's subscription ends; AWS refuses further records.
+    sim.set_subscription(USAGE, marketgate_simulator::Subscription::Unsubscribed)
+        .expect("unsubscribe");
+    next_hour(&sim).await;
+    eventually("the refusal", || {
+        status().metering.is_some_and(|m| !m.unbillable.is_empty())
+    })
+    .await;
+    let m = status().metering.expect("metering");
+    assert_eq!(m.unbillable[0].code, "CustomerNotEntitledException");
+    assert_eq!(m.unbillable[0].quantity, 3);
+    assert!(
+        status()
+            .degraded
+            .iter()
+            .any(|d| d.contains("cannot be billed"))
+    );
+    guard.shutdown().await;
+}
