@@ -21,6 +21,10 @@ const SLACK: Duration = Duration::from_millis(600);
 /// one call per 0.5 ms each), a bound for what a kill catches unprinted.
 const UNPRINTED: u64 = 4 * 12;
 
+/// One child at a time: the timing bounds assume the machine is not also
+/// running the other crash tests.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A deterministic pseudo-random sequence (a seed per run).
 fn lcg(seed: u64) -> impl FnMut() -> u64 {
     let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
@@ -127,6 +131,7 @@ fn terminate(mut run: Run) -> (u64, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_at_random_moments_loses_at_most_a_checkpoint_and_never_overbills() {
+    let _serial = SERIAL.lock().await;
     let sim = Simulator::start(config()).await.expect("simulator");
     let dir = state_dir("sigkill");
     let task = "AKIDCRASHKILL";
@@ -197,6 +202,7 @@ async fn sigkill_at_random_moments_loses_at_most_a_checkpoint_and_never_overbill
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_loses_nothing_across_restarts() {
+    let _serial = SERIAL.lock().await;
     let sim = Simulator::start(config()).await.expect("simulator");
     let dir = state_dir("sigterm");
     let task = "AKIDCRASHTERM";
@@ -215,6 +221,7 @@ async fn sigterm_loses_nothing_across_restarts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_damaged_journal_is_recovered_and_reported() {
+    let _serial = SERIAL.lock().await;
     let sim = Simulator::start(config()).await.expect("simulator");
     let dir = state_dir("damaged");
     let task = "AKIDCRASHDAMAGE";

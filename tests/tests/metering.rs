@@ -447,3 +447,50 @@ async fn unbillable_usage_is_reported_not_dropped_silently() {
     );
     guard.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unconfirmed_records_are_resent_identically_after_a_restart() {
+    let _serial = SERIAL.lock().await;
+    let sim = simulator().await;
+    let dir = state_dir("resend");
+    let clock = sim.clock().clone();
+    let options = Options::default()
+        .product_code(USAGE)
+        .endpoint(sim.endpoint())
+        .region(sim.region())
+        .credentials("AKIDRESEND", "not-a-real-secret")
+        .state_dir(&dir)
+        .checkpoint_interval(Duration::from_millis(20))
+        .flush_budget(Duration::from_millis(300))
+        .handle_signals(false, Duration::ZERO)
+        .clock(move || clock.now());
+    let guard = marketgate::start_with(marketgate_tests::catalog(), options)
+        .await
+        .expect("verified");
+    scan(42).expect("granted");
+    // Every report is cut off: the flush gives up with the record unconfirmed.
+    sim.inject(
+        Operation::MeterUsage,
+        Fault::DropConnection,
+        Trigger::Probability(1.0),
+    )
+    .expect("fault");
+    guard.shutdown().await;
+    let left = status().metering.expect("metering");
+    assert_eq!(left.pending.len(), 1, "{left:?}");
+    assert!(left.pending[0].unconfirmed);
+    sim.clear_faults();
+
+    // The next start on the same journal sends the very same request.
+    let guard = start(&sim, "AKIDRESEND", &dir).await;
+    eventually("the resend", || !accepted(&sim, "AKIDRESEND").is_empty()).await;
+    guard.shutdown().await;
+    assert_eq!(
+        accepted(&sim, "AKIDRESEND"),
+        [(("gb_scanned".to_owned(), hour(0)), 42)]
+            .into_iter()
+            .collect()
+    );
+    assert_eq!(errors(&sim, "DuplicateRequestException"), 0);
+    assert_eq!(errors(&sim, "IdempotencyConflictException"), 0);
+}
