@@ -5,24 +5,17 @@
 //! response that does not verify against the key embedded from the manifest
 //! did not come from AWS Marketplace: start-up refuses, it never warns.
 //!
-//! Verification uses aws-lc-rs, the crypto provider the AWS SDK already
-//! links for TLS, so no second RSA implementation ships in the binary.
+//! Verification uses the `jsonwebtoken` crate (a maintained JOSE
+//! implementation) on its aws-lc-rs backend: aws-lc-rs is the crypto
+//! provider the AWS SDK already links for TLS, so no second RSA
+//! implementation ships in the binary. Expiry and the other registered
+//! claims are not required: AWS's token carries only `iat`.
 
-use aws_lc_rs::signature::{RSA_PSS_2048_8192_SHA256, UnparsedPublicKey};
-use base64::Engine as _;
-use base64::engine::DecodePaddingMode;
-#[cfg(test)]
-use base64::engine::general_purpose;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
 use crate::catalog::RegistrationKey;
-
-/// JWS uses unpadded base64url; accept padding too, it changes nothing.
-const B64URL: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::URL_SAFE,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
 
 /// Why a `RegisterUsage` signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,36 +83,30 @@ pub fn verify_registration(
     product_code: &str,
     nonce: &str,
 ) -> Result<RegistrationClaims, SignatureError> {
-    let mut parts = token.trim().split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(SignatureError::Malformed(
-            "expected three dot-separated parts".to_owned(),
-        ));
-    };
-    let decode = |part: &str, what: &str| {
-        B64URL
-            .decode(part)
-            .map_err(|e| SignatureError::Malformed(format!("{what} is not base64url: {e}")))
-    };
-    let header_json: Value = serde_json::from_slice(&decode(header, "the header")?)
-        .map_err(|e| SignatureError::Malformed(format!("the header is not JSON: {e}")))?;
-    match header_json.get("alg").and_then(Value::as_str) {
-        Some("PS256") => {}
-        Some(other) => return Err(SignatureError::Algorithm(other.to_owned())),
-        None => return Err(SignatureError::Algorithm(String::new())),
+    let token = token.trim();
+    let header =
+        jsonwebtoken::decode_header(token).map_err(|e| SignatureError::Malformed(e.to_string()))?;
+    if header.alg != Algorithm::PS256 {
+        return Err(SignatureError::Algorithm(format!("{:?}", header.alg)));
     }
-    let signature = decode(signature, "the signature")?;
-    let signed = &token.trim().as_bytes()[..header.len() + 1 + payload.len()];
-    UnparsedPublicKey::new(&RSA_PSS_2048_8192_SHA256, key.rsa_der())
-        .verify(signed, &signature)
-        .map_err(|_| SignatureError::Invalid {
+    let mut validation = Validation::new(Algorithm::PS256);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    let claims = jsonwebtoken::decode::<Value>(
+        token,
+        &DecodingKey::from_rsa_der(key.rsa_der()),
+        &validation,
+    )
+    .map_err(|e| match e.kind() {
+        ErrorKind::InvalidSignature | ErrorKind::InvalidRsaKey(_) => SignatureError::Invalid {
             version: key.version(),
-        })?;
-
-    let claims: Value = serde_json::from_slice(&decode(payload, "the payload")?)
-        .map_err(|e| SignatureError::Malformed(format!("the payload is not JSON: {e}")))?;
+        },
+        ErrorKind::InvalidAlgorithm => SignatureError::Algorithm("not PS256".to_owned()),
+        _ => SignatureError::Malformed(e.to_string()),
+    })?
+    .claims;
     let got_code = string_claim(&claims, "productCode", "ProductCode")?;
     let got_nonce = string_claim(&claims, "nonce", "Nonce")?;
     let got_version = version_claim(&claims)?;
@@ -193,11 +180,10 @@ fn version_claim(claims: &Value) -> Result<u32, SignatureError> {
         })
 }
 
-/// Encodes `bytes` as unpadded base64url (used by tests and the simulator
-/// side of our own tests).
 #[cfg(test)]
 fn b64(bytes: &[u8]) -> String {
-    general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 #[cfg(test)]
@@ -314,9 +300,14 @@ mod tests {
             Err(SignatureError::Invalid { version: 2 })
         );
         let t = s.sign(r#"{"alg":"none"}"#, payload);
+        assert!(matches!(
+            verify_registration(&t, &s.key, "p1", "n"),
+            Err(SignatureError::Malformed(_) | SignatureError::Algorithm(_))
+        ));
+        let t = s.sign(r#"{"alg":"RS256"}"#, payload);
         assert_eq!(
             verify_registration(&t, &s.key, "p1", "n"),
-            Err(SignatureError::Algorithm("none".to_owned()))
+            Err(SignatureError::Algorithm("RS256".to_owned()))
         );
         // A valid signature with the payload swapped.
         let good = s.sign(HEADER, payload);
