@@ -15,6 +15,10 @@ const USAGE: &str = "mgsim-usage-custom";
 const H0: u64 = 1_795_687_200;
 const HOUR: Duration = Duration::from_secs(3600);
 
+mod support;
+
+use support::eventually;
+
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[metered(gb_scanned, quantity = units)]
@@ -69,20 +73,6 @@ async fn start(sim: &Simulator, task: &str, dir: &PathBuf) -> Guard {
     marketgate::start_with(marketgate_tests::catalog(), options)
         .await
         .expect("verified")
-}
-
-/// Polls until `done` holds (the pipeline works in the background).
-async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..1500 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!(
-        "timed out waiting for {what}; status: {:#?}",
-        status().metering
-    );
 }
 
 /// Waits until a checkpoint has certainly started after this call, so that

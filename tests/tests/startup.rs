@@ -11,7 +11,10 @@ use marketgate_simulator::{
 };
 use marketgate_tests::{AppError, api_call, basic, catalog, export};
 
+mod support;
 mod tamper_proxy;
+
+use support::eventually;
 
 const PRO: &str = "mgsim-pro-hourly";
 const COMMUNITY: &str = "mgsim-community-free";
@@ -136,10 +139,23 @@ async fn contract_checks_out_once_extends_rechecks_and_checks_in() {
 
     // Well past the 60-minute TTL on the simulated clock, in two steps with
     // extensions in between: the consumption must still be active.
+    let extensions = || sim.licenses().checkouts[0].extensions;
+    let before = extensions();
     sim.clock().advance(Duration::from_secs(50 * 60));
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    eventually("an extension after the first jump", || {
+        extensions() > before
+    })
+    .await;
+    let before = extensions();
     sim.clock().advance(Duration::from_secs(50 * 60));
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    eventually("an extension after the second jump", || {
+        extensions() > before
+    })
+    .await;
+    eventually("a license re-check", || {
+        calls(&sim, "GetLicense").len() >= 2
+    })
+    .await;
     let view = sim.licenses();
     assert_eq!(
         view.checkouts.len(),
@@ -201,7 +217,7 @@ async fn contract_upgrades_and_downgrades_appear_without_a_restart() {
     upgraded.push(entitlement("ProEdition", EntitlementUnit::None, None));
     sim.set_license_entitlements("enterprise-contract", upgraded)
         .expect("upgrade");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    eventually("the upgrade", || export("q3").is_ok()).await;
     assert_eq!(export("q3"), Ok("report q3".to_owned()));
     assert_eq!(
         calls(&sim, "CheckoutLicense").len(),
@@ -211,8 +227,7 @@ async fn contract_upgrades_and_downgrades_appear_without_a_restart() {
 
     sim.set_license_entitlements("enterprise-contract", seats_only)
         .expect("downgrade");
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(export("q3").is_err());
+    eventually("the downgrade", || export("q3").is_err()).await;
     assert_eq!(status().features, ["seat"]);
     guard.shutdown().await;
 }
@@ -228,15 +243,12 @@ async fn an_expired_contract_prevents_new_starts_but_not_a_running_one() {
         .expect("verified");
     sim.set_license_status("enterprise-contract", LicenseStatus::Expired)
         .expect("expire");
-    tokio::time::sleep(Duration::from_millis(300)).await;
     // The running process keeps its checkout while AWS extends it, and says so.
+    eventually("the expiry in status()", || {
+        status().degraded.iter().any(|d| d.contains("EXPIRED"))
+    })
+    .await;
     assert!(export("q3").is_ok());
-    let s = status();
-    assert!(
-        s.degraded.iter().any(|d| d.contains("EXPIRED")),
-        "{:?}",
-        s.degraded
-    );
     guard.shutdown().await;
 
     let err = marketgate::start_with(
