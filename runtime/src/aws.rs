@@ -144,6 +144,18 @@ pub(crate) enum Retry {
     Permanent,
 }
 
+/// Whether a failed request may have been stored by AWS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// AWS answered with an error: it did not store the request.
+    Answered,
+    /// The request never left the process (credentials, DNS, connecting).
+    NotSent,
+    /// It may have reached AWS (timeout or connection lost mid-request, an
+    /// unreadable answer): it may have been stored.
+    Unknown,
+}
+
 /// A failed AWS call, reduced to what decisions and messages need.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AwsFailure {
@@ -156,6 +168,7 @@ pub struct AwsFailure {
     /// HTTP status, if AWS answered.
     pub status: Option<u16>,
     pub(crate) retry: Retry,
+    pub(crate) delivery: Delivery,
 }
 
 impl fmt::Display for AwsFailure {
@@ -216,15 +229,23 @@ fn error_chain(e: &(dyn StdError + 'static)) -> String {
     text
 }
 
-fn credentials_error<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a CredentialsError> {
+fn find<'a, T: StdError + 'static>(e: &'a (dyn StdError + 'static)) -> Option<&'a T> {
     let mut current = Some(e);
     while let Some(err) = current {
-        if let Some(c) = err.downcast_ref::<CredentialsError>() {
-            return Some(c);
+        if let Some(found) = err.downcast_ref::<T>() {
+            return Some(found);
         }
         current = err.source();
     }
     None
+}
+
+/// Whether a transport failure happened before the request left: name
+/// resolution or connection establishment.
+fn before_sending(e: &(dyn StdError + 'static)) -> bool {
+    find::<aws_smithy_runtime_api::client::dns::ResolveDnsError>(e).is_some()
+        || find::<hyper_util::client::legacy::Error>(e)
+            .is_some_and(hyper_util::client::legacy::Error::is_connect)
 }
 
 /// Classifies an SDK error.
@@ -234,7 +255,7 @@ where
     R: fmt::Debug + 'static,
     SdkError<E, R>: StdError + 'static,
 {
-    if let Some(creds) = credentials_error(error) {
+    if let Some(creds) = find::<CredentialsError>(error) {
         let retry = match creds {
             CredentialsError::CredentialsNotLoaded(_) => Retry::Permanent,
             _ => Retry::Transient,
@@ -245,6 +266,7 @@ where
             message: error_chain(error),
             status: None,
             retry,
+            delivery: Delivery::NotSent,
         };
     }
     match error {
@@ -265,6 +287,7 @@ where
                 } else {
                     Retry::Permanent
                 },
+                delivery: Delivery::Answered,
             }
         }
         SdkError::ConstructionFailure(_) => AwsFailure {
@@ -273,6 +296,7 @@ where
             message: error_chain(error),
             status: None,
             retry: Retry::Permanent,
+            delivery: Delivery::NotSent,
         },
         // Timeouts, connection failures, unparsable responses: the network
         // or the service is having a bad moment.
@@ -282,6 +306,11 @@ where
             message: error_chain(error),
             status: None,
             retry: Retry::Transient,
+            delivery: if before_sending(error) {
+                Delivery::NotSent
+            } else {
+                Delivery::Unknown
+            },
         },
     }
 }

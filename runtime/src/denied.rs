@@ -37,6 +37,9 @@ pub enum DenialReason {
         /// The active product's name.
         product: &'static str,
     },
+    /// The runtime is shutting down: the final usage report is being made
+    /// and metered calls are no longer accepted.
+    Stopped,
     /// The call site was compiled against a different `Marketplace.toml` than
     /// the binary's catalog. Start-up refuses this; the check is a second line.
     CatalogMismatch,
@@ -122,6 +125,9 @@ impl fmt::Display for Denied {
                 f,
                 "the license of product `{product}` does not allow an entitlement that grants it"
             ),
+            DenialReason::Stopped => {
+                f.write_str("the runtime is shutting down and has sent its final usage report")
+            }
             DenialReason::CatalogMismatch => f.write_str(
                 "this call site was compiled against a different Marketplace.toml than the \
                  binary's catalog",

@@ -116,6 +116,12 @@ pub(crate) fn activate(catalog: &'static Catalog, product: &'static Product, gra
     ACTIVE.store(index + 1, Ordering::Release);
 }
 
+/// Stops metering: every `#[metered]` call is denied from now on (the final
+/// report is being made).
+pub(crate) fn stop_metering() {
+    METERED.store(0, Ordering::Relaxed);
+}
+
 /// Clears every grant (the process is no longer entitled to anything).
 pub(crate) fn revoke_all() {
     for word in &GRANTED {
@@ -164,6 +170,7 @@ pub fn explain(site: &'static CallSite) -> Denied {
                         product: product_name,
                     }
                 }
+                SiteKind::Dimension if product.meters(site.index()) => DenialReason::Stopped,
                 SiteKind::Feature | SiteKind::Dimension => DenialReason::NotInProduct {
                     product: product_name,
                 },

@@ -28,8 +28,9 @@ use std::path::{Path, PathBuf};
 use aws_lc_rs::digest::{SHA256, digest};
 use serde::{Deserialize, Serialize};
 
-/// Frames larger than this are treated as corruption.
-const MAX_FRAME: usize = 1 << 20;
+/// Frames larger than this are treated as corruption. The largest real one
+/// is a record with 2500 allocations of 5 maximal tags (about 4.5 MB).
+const MAX_FRAME: usize = 8 << 20;
 /// Journal format version, in the header frame.
 const VERSION: u32 = 1;
 
@@ -75,9 +76,13 @@ pub(crate) enum Event {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         alloc: Vec<(Tags, u32)>,
     },
-    /// A request for record (d, h) failed in a way that may have reached
-    /// AWS (lost connection, timeout): it must never be re-billed elsewhere.
-    Ambiguous { d: String, h: i64 },
+    /// A request for record (d, h) is about to be sent. Until an answer
+    /// shows it was not stored (`NotDelivered`), it may have been: such a
+    /// record is never re-billed for another hour.
+    Attempt { d: String, h: i64 },
+    /// The last attempt for (d, h) was certainly not stored (AWS answered
+    /// with an error, or the request never left).
+    NotDelivered { d: String, h: i64 },
     /// AWS accepted record (d, h).
     Sent { d: String, h: i64, id: String },
     /// AWS refused record (d, h) for its hour (duplicate, out of bounds,
@@ -105,10 +110,16 @@ pub(crate) enum Event {
         token: String,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         alloc: Vec<(Tags, u32)>,
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        ambiguous: bool,
+        /// Attempts whose outcome is unknown.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        doubt: u32,
         state: RestoredState,
     },
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if signature
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A record's state in a compacted journal.
@@ -219,6 +230,9 @@ fn decode(bytes: &[u8]) -> (Vec<Event>, Option<usize>) {
 pub(crate) struct Journal {
     path: PathBuf,
     file: File,
+    /// Held for the life of the process: a separate file that compaction
+    /// never replaces, so the lock cannot slip to another process.
+    _lock: File,
     /// Bytes in the file, for deciding when to compact.
     pub(crate) size: u64,
 }
@@ -242,17 +256,24 @@ impl Journal {
             })
             .collect();
         let path = dir.join(format!("metering-{safe}.journal"));
+        let lock_path = dir.join(format!("metering-{safe}.lock"));
+        let lock = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(JournalError::Locked(path)),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
+        }
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(&path)
             .map_err(io(&path))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(JournalError::Locked(path)),
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
-        }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io(&path))?;
         let (mut events, bad) = decode(&bytes);
@@ -281,7 +302,12 @@ impl Journal {
             events.remove(0);
         }
         let size = bytes.len() as u64;
-        let mut journal = Journal { path, file, size };
+        let mut journal = Journal {
+            path,
+            file,
+            _lock: lock,
+            size,
+        };
         if damage.is_some() || size == 0 {
             // Start from a clean file holding exactly what was recovered.
             journal.compact(product, &events)?;
@@ -292,6 +318,13 @@ impl Journal {
     /// The journal file.
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Removes the journal file (best effort): used when it can no longer
+    /// be kept in step with memory, since a stale journal replayed after a
+    /// crash could re-bill usage under new client tokens.
+    pub(crate) fn discard(self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 
     /// Appends `events` and waits until they are on disk.

@@ -243,7 +243,7 @@ impl Default for Options {
         Options {
             product_code: None,
             startup_timeout: Duration::from_secs(30 * 60),
-            call_timeout: Duration::from_secs(10),
+            call_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(20),
             handle_signals: true,
             signal_grace: Duration::from_secs(10),
@@ -313,7 +313,7 @@ impl Options {
         self
     }
 
-    /// Timeout of each AWS call attempt (default 10 s).
+    /// Timeout of each AWS call attempt (default 5 s).
     #[must_use]
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = timeout;
@@ -499,13 +499,15 @@ impl Guard {
     }
 
     /// Async form of [`Guard::shutdown_blocking`].
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         if let Some(rx) = self.request_shutdown()
             && tokio::time::timeout(self.shutdown_timeout, rx)
                 .await
                 .is_err()
         {
             tracing::error!(target: "marketgate", "shutdown did not finish in time");
+            // Leave the thread; dropping the guard must not wait for it again.
+            self.thread = None;
             return;
         }
         // The thread has replied and is exiting; joining is immediate.
@@ -672,6 +674,9 @@ async fn run(
             return;
         }
     };
+    // Counted from here on: what the counters already hold was recorded
+    // before this run's metering existed (an earlier run in this process).
+    let baseline = crate::counters::totals();
     entitlement::activate(catalog, product, verified.granted);
     status::set_state(RunState::Running);
     tracing::info!(
@@ -703,6 +708,7 @@ async fn run(
                 state_dir: options.state_dir.clone(),
                 flush_budget: options.flush_budget,
             },
+            &baseline,
         )));
         let ticker = tokio::spawn(metering::run(pipeline.clone(), options.checkpoint_every));
         (pipeline, ticker)
@@ -713,6 +719,7 @@ async fn run(
         consumption: verified.consumption,
         maintenance,
         metering,
+        checkpoint_every: options.checkpoint_every,
         checked_in: false,
         flushed: false,
     };
@@ -781,10 +788,13 @@ struct ShutdownWork {
     clients: aws::Clients,
     consumption: Option<Consumption>,
     maintenance: Option<tokio::task::JoinHandle<()>>,
+    /// The pipeline and its background task (reporting, or after a signal
+    /// checkpointing only).
     metering: Option<(
         Arc<tokio::sync::Mutex<Pipeline>>,
         tokio::task::JoinHandle<()>,
     )>,
+    checkpoint_every: Duration,
     checked_in: bool,
     flushed: bool,
 }
@@ -802,22 +812,33 @@ impl ShutdownWork {
         }
     }
 
-    /// Signal received: usage to the journal now, licenses back now.
+    /// Signal received: usage to the journal now, licenses back now. Until
+    /// the final flush, usage keeps being checkpointed but not sent (a send
+    /// in flight would delay the exit; an aborted one stays in doubt).
     async fn on_signal(&mut self) {
         status::set_state(RunState::ShuttingDown);
-        if let Some((pipeline, _)) = &self.metering {
+        if let Some((pipeline, task)) = &mut self.metering {
+            task.abort();
             let _ = pipeline.lock().await.tick(false).await;
+            *task = tokio::spawn(metering::checkpoint_only(
+                pipeline.clone(),
+                self.checkpoint_every,
+            ));
         }
         self.check_in().await;
     }
 
-    /// The end: report all usage, the open hour included, and check in.
+    /// The end: stop metering, report all usage, the open hour included,
+    /// and check in.
     async fn run(&mut self) {
         status::set_state(RunState::ShuttingDown);
         if !std::mem::replace(&mut self.flushed, true)
-            && let Some((pipeline, ticker)) = &self.metering
+            && let Some((pipeline, task)) = &self.metering
         {
-            ticker.abort();
+            // Calls from here on are denied rather than counted into a
+            // report that has already gone.
+            entitlement::stop_metering();
+            task.abort();
             pipeline.lock().await.flush().await;
         }
         self.check_in().await;

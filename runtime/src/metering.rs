@@ -38,7 +38,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_sdk_marketplacemetering::types::{Tag, UsageAllocation};
 use aws_smithy_types::DateTime;
 
-use crate::aws::{AwsFailure, Clients, Retry, classify};
+use crate::aws::{AwsFailure, Clients, Delivery, Retry, classify};
 use crate::catalog::{Catalog, MAX_DIMENSIONS, Product};
 use crate::counters;
 use crate::journal::{Damage, Event, Journal, JournalError, RestoredState, Tags};
@@ -70,6 +70,11 @@ pub(crate) fn hour_of(t: SystemTime) -> i64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     secs - secs.rem_euclid(HOUR)
+}
+
+fn epoch_secs(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn at_hour(hour: i64) -> SystemTime {
@@ -146,13 +151,15 @@ enum RecordState {
     Unbillable { code: String, message: String },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Record {
     from: i64,
     quantity: u32,
     token: String,
     parts: Vec<(Tags, u32)>,
-    ambiguous: bool,
+    /// Attempts whose outcome is unknown; while non-zero the record may
+    /// have been stored and is never re-billed for another hour.
+    doubt: u32,
     state: RecordState,
 }
 
@@ -216,14 +223,19 @@ impl Ledger {
                         quantity: *q,
                         token: token.clone(),
                         parts,
-                        ambiguous: false,
+                        doubt: 0,
                         state: RecordState::Pending,
                     },
                 );
             }
-            Event::Ambiguous { d, h } => {
+            Event::Attempt { d, h } => {
                 if let Some(r) = self.records.get_mut(&(d.clone(), *h)) {
-                    r.ambiguous = true;
+                    r.doubt += 1;
+                }
+            }
+            Event::NotDelivered { d, h } => {
+                if let Some(r) = self.records.get_mut(&(d.clone(), *h)) {
+                    r.doubt = r.doubt.saturating_sub(1);
                 }
             }
             Event::Sent { d, h, id } => {
@@ -260,7 +272,7 @@ impl Ledger {
                 q,
                 token,
                 alloc,
-                ambiguous,
+                doubt,
                 state,
             } => {
                 let parts = if alloc.is_empty() {
@@ -284,12 +296,59 @@ impl Ledger {
                         quantity: *q,
                         token: token.clone(),
                         parts,
-                        ambiguous: *ambiguous,
+                        doubt: *doubt,
                         state,
                     },
                 );
             }
         }
+    }
+
+    /// Folds in `disk`, the journal a previous run left, which could not be
+    /// read when this run started. Buckets add up. Where both hold a record
+    /// for the same hour, this run's stays; the disk's is returned to a
+    /// bucket when it was certainly never stored, reported unconfirmed when
+    /// it may have been, and dropped when it was finished.
+    fn merge(&mut self, disk: Ledger, now_hour: i64) -> Vec<String> {
+        let mut notes = Vec::new();
+        for ((d, h, t), q) in disk.buckets {
+            self.give(&d, h, &t, q);
+        }
+        for (key, mut record) in disk.records {
+            let std::collections::btree_map::Entry::Occupied(_) = self.records.entry(key.clone())
+            else {
+                self.records.insert(key, record);
+                continue;
+            };
+            let (d, h) = key;
+            match record.state {
+                RecordState::Pending if record.doubt == 0 => {
+                    for (t, q) in &record.parts {
+                        self.give(&d, now_hour, t, u64::from(*q));
+                    }
+                    notes.push(format!(
+                        "{} units of `{d}` for {} from the previous run moved to {}",
+                        record.quantity,
+                        hour_label(h),
+                        hour_label(now_hour)
+                    ));
+                }
+                RecordState::Pending => {
+                    record.state = RecordState::Unbillable {
+                        code: "Unconfirmed".to_owned(),
+                        message: format!(
+                            "{} units of `{d}` for {} from the previous run are unconfirmed and \
+                             collide with this run's record; not billed again",
+                            record.quantity,
+                            hour_label(h)
+                        ),
+                    };
+                    notes.push(format!("unconfirmed record of `{d}` for {}", hour_label(h)));
+                }
+                _ => {}
+            }
+        }
+        notes
     }
 
     fn taken(&self, d: &str, h: i64) -> bool {
@@ -320,7 +379,7 @@ impl Ledger {
                 q: r.quantity,
                 token: r.token.clone(),
                 alloc: alloc_field(&r.parts),
-                ambiguous: r.ambiguous,
+                doubt: r.doubt,
                 state: match &r.state {
                     RecordState::Pending => RestoredState::Pending,
                     RecordState::Sent(id) => RestoredState::Sent(id.clone()),
@@ -375,6 +434,8 @@ pub(crate) struct Pipeline {
     reported_unbillable: BTreeSet<(String, i64)>,
     last_flush: Option<u64>,
     checkpoints: u64,
+    /// Whether the previous run's journal has been read into the ledger.
+    recovered: bool,
 }
 
 impl Pipeline {
@@ -386,6 +447,7 @@ impl Pipeline {
         clients: Clients,
         clock: Clock,
         settings: Settings,
+        baseline: &[u64; MAX_DIMENSIONS],
     ) -> Pipeline {
         let dims = catalog
             .dimensions()
@@ -403,15 +465,16 @@ impl Pipeline {
             journal_error: None,
             damage: None,
             ledger: Ledger::default(),
-            baseline: counters::totals(),
+            baseline: *baseline,
             dims,
             sent_units: BTreeMap::new(),
             carried_units: 0,
             reported_unbillable: BTreeSet::new(),
             last_flush: None,
             checkpoints: 0,
+            recovered: false,
         };
-        pipeline.open_journal(true);
+        pipeline.open_journal();
         pipeline.publish();
         pipeline
     }
@@ -422,13 +485,23 @@ impl Pipeline {
 
     /// Opens the journal; on success after running in memory, writes the
     /// in-memory state into it.
-    fn open_journal(&mut self, recover: bool) {
+    fn open_journal(&mut self) {
         match Journal::open(&self.settings.state_dir, self.product.code()) {
             Ok((mut journal, events, damage)) => {
-                if recover {
+                let now_hour = hour_of(self.now());
+                if self.recovered {
+                    // This run's own journal, rewritten from memory (which
+                    // holds everything it held, and more).
+                } else {
+                    // The previous run's journal, first readable now.
+                    let mut disk = Ledger::default();
                     for event in &events {
-                        self.ledger.apply(event);
+                        disk.apply(event);
                     }
+                    for note in self.ledger.merge(disk, now_hour) {
+                        tracing::warn!(target: "marketgate", "{note}");
+                    }
+                    self.recovered = true;
                     if !events.is_empty() {
                         tracing::info!(
                             target: "marketgate",
@@ -437,12 +510,11 @@ impl Pipeline {
                             "metering journal recovered"
                         );
                     }
-                } else {
-                    let snapshot = self.ledger.snapshot(hour_of(self.now()));
-                    if let Err(e) = journal.compact(self.product.code(), &snapshot) {
-                        self.journal_failed(&e);
-                        return;
-                    }
+                }
+                let snapshot = self.ledger.snapshot(now_hour);
+                if let Err(e) = journal.compact(self.product.code(), &snapshot) {
+                    self.journal_failed(&e);
+                    return;
                 }
                 if let Some(d) = &damage {
                     let message = format!(
@@ -484,11 +556,17 @@ impl Pipeline {
             return;
         }
         if self.journal.is_none() {
-            self.open_journal(false);
+            self.open_journal();
         }
         if let Some(journal) = &mut self.journal
             && let Err(e) = journal.append(events)
         {
+            // The file no longer matches memory; replayed after a crash it
+            // could re-bill usage under new tokens. Drop it; the next
+            // checkpoint writes the whole state afresh.
+            if let Some(journal) = self.journal.take() {
+                journal.discard();
+            }
             self.journal_failed(&e);
         }
         for event in events {
@@ -530,8 +608,11 @@ impl Pipeline {
 
     /// The first hour from `start` up to `last` (inclusive) that this task
     /// has not reported for `d` and AWS still accepts.
-    fn free_hour(&self, d: &str, start: i64, last: i64, now_hour: i64) -> Option<i64> {
-        let earliest = now_hour - WINDOW + HOUR;
+    fn free_hour(&self, d: &str, start: i64, last: i64, now: SystemTime) -> Option<i64> {
+        // The oldest hour AWS accepts for a while yet (see `expire`).
+        let now_secs = epoch_secs(now);
+        let oldest = now_secs - WINDOW + WINDOW_MARGIN + 1;
+        let earliest = oldest + (HOUR - oldest.rem_euclid(HOUR)) % HOUR;
         let mut h = start.max(earliest);
         while h <= last {
             if !self.ledger.taken(d, h) {
@@ -559,7 +640,7 @@ impl Pipeline {
         for ((d, h), mut parts) in groups {
             // Untagged usage first, then tag sets in order.
             parts.sort();
-            let Some(target) = self.free_hour(&d, h, last, now_hour) else {
+            let Some(target) = self.free_hour(&d, h, last, now) else {
                 // No hour left for it yet: wait in the next hour this task
                 // can report.
                 let to = if flushing { now_hour + HOUR } else { now_hour };
@@ -681,14 +762,15 @@ impl Pipeline {
             .filter(|(_, r)| r.state == RecordState::Pending)
             .map(|(k, r)| (k.clone(), r.clone()))
             .collect();
-        let now_secs = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |x| i64::try_from(x.as_secs()).unwrap_or(i64::MAX));
+        let now_secs = epoch_secs(now);
         for ((d, h), record) in pending {
             if h + WINDOW - WINDOW_MARGIN <= now_secs {
                 self.expire(&d, h, &record, now_hour);
                 continue;
             }
+            // Journaled before the request leaves: a crash or an abort
+            // mid-request leaves the record in doubt, never re-billable.
+            self.commit(&[Event::Attempt { d: d.clone(), h }]);
             let result = self
                 .clients
                 .metering
@@ -701,7 +783,7 @@ impl Pipeline {
                 .client_token(&record.token)
                 .send()
                 .await;
-            match result {
+            let failure = match result {
                 Ok(output) => {
                     status::record_call("MeterUsage", Ok(()));
                     let id = output.metering_record_id().unwrap_or_default().to_owned();
@@ -715,84 +797,98 @@ impl Pipeline {
                         "usage reported"
                     );
                     self.commit(&[Event::Sent { d, h, id }]);
+                    continue;
                 }
-                Err(e) => {
-                    let failure = classify("MeterUsage", &e);
-                    status::record_call("MeterUsage", Err(&failure));
-                    match failure.code.as_deref() {
-                        Some(
-                            code @ ("DuplicateRequestException"
-                            | "TimestampOutOfBoundsException"
-                            | "IdempotencyConflictException"),
-                        ) => {
-                            // AWS will not take this hour from this task:
-                            // the units go to the next hour it can report.
-                            let to = now_hour;
-                            tracing::warn!(
-                                target: "marketgate",
-                                dimension = %d,
-                                hour = %hour_label(h),
-                                quantity = record.quantity,
-                                code,
-                                "AWS refused the hour; usage carried to a later hour"
-                            );
-                            self.carried_units += u64::from(record.quantity);
-                            self.commit(&[Event::Rejected {
-                                d,
-                                h,
-                                code: code.to_owned(),
-                                to,
-                            }]);
-                        }
-                        _ if failure.retry == Retry::Transient => {
-                            if failure.code.is_none()
-                                && failure.status.is_none()
-                                && !record.ambiguous
-                            {
-                                // The request may have reached AWS.
-                                self.commit(&[Event::Ambiguous { d, h }]);
-                            }
-                            return Err(SendStop::Transient(failure));
-                        }
-                        _ => {
-                            let code = failure.code.clone().unwrap_or_else(|| "Error".to_owned());
-                            let message = format!(
-                                "{} units of `{d}` for {} cannot be billed: {failure}",
-                                record.quantity,
-                                hour_label(h)
-                            );
-                            tracing::error!(target: "marketgate", "{message}");
-                            self.commit(&[Event::Unbillable {
-                                d,
-                                h,
-                                code,
-                                message,
-                            }]);
-                        }
+                Err(e) => classify("MeterUsage", &e),
+            };
+            status::record_call("MeterUsage", Err(&failure));
+            if failure.delivery != Delivery::Unknown {
+                self.commit(&[Event::NotDelivered { d: d.clone(), h }]);
+            }
+            let in_doubt = self
+                .ledger
+                .records
+                .get(&(d.clone(), h))
+                .is_some_and(|r| r.doubt > 0);
+            match failure.code.as_deref() {
+                // Another record of this task holds the hour (ours would
+                // have been answered as identical): this one was not stored.
+                Some(code @ "DuplicateRequestException") => {
+                    self.reject(&d, h, &record, code, now_hour);
+                }
+                // The hour is no longer accepted. Carry the units, unless an
+                // earlier attempt may have been stored while it still was.
+                Some(code @ ("TimestampOutOfBoundsException" | "IdempotencyConflictException")) => {
+                    if in_doubt {
+                        self.unconfirmed(&d, h, &record);
+                    } else {
+                        self.reject(&d, h, &record, code, now_hour);
                     }
+                }
+                _ if failure.retry == Retry::Transient => {
+                    return Err(SendStop::Transient(failure));
+                }
+                _ => {
+                    let code = failure.code.clone().unwrap_or_else(|| "Error".to_owned());
+                    let message = format!(
+                        "{} units of `{d}` for {} cannot be billed: {failure}",
+                        record.quantity,
+                        hour_label(h)
+                    );
+                    tracing::error!(target: "marketgate", "{message}");
+                    self.commit(&[Event::Unbillable {
+                        d,
+                        h,
+                        code,
+                        message,
+                    }]);
                 }
             }
         }
         Ok(())
     }
 
+    /// AWS refused the record's hour: its units go to the next hour.
+    fn reject(&mut self, d: &str, h: i64, record: &Record, code: &str, now_hour: i64) {
+        tracing::warn!(
+            target: "marketgate",
+            dimension = d,
+            hour = %hour_label(h),
+            quantity = record.quantity,
+            code,
+            "AWS will not take this hour; usage carried to a later hour"
+        );
+        self.carried_units += u64::from(record.quantity);
+        self.commit(&[Event::Rejected {
+            d: d.to_owned(),
+            h,
+            code: code.to_owned(),
+            to: now_hour,
+        }]);
+    }
+
+    /// A record that may have been stored and can no longer be confirmed.
+    fn unconfirmed(&mut self, d: &str, h: i64, record: &Record) {
+        let message = format!(
+            "{} units of `{d}` for {} are unconfirmed: a request for them may have reached AWS \
+             before the connection failed, and AWS no longer accepts that hour; they are not \
+             billed again to avoid billing twice",
+            record.quantity,
+            hour_label(h)
+        );
+        tracing::error!(target: "marketgate", "{message}");
+        self.commit(&[Event::Unbillable {
+            d: d.to_owned(),
+            h,
+            code: "Unconfirmed".to_owned(),
+            message,
+        }]);
+    }
+
     /// A record about to leave the 6-hour window without confirmation.
     fn expire(&mut self, d: &str, h: i64, record: &Record, now_hour: i64) {
-        if record.ambiguous {
-            let message = format!(
-                "{} units of `{d}` for {} are unconfirmed: a request for them may have reached \
-                 AWS before the connection failed, and AWS no longer accepts that hour; they \
-                 are not billed again to avoid billing twice",
-                record.quantity,
-                hour_label(h)
-            );
-            tracing::error!(target: "marketgate", "{message}");
-            self.commit(&[Event::Unbillable {
-                d: d.to_owned(),
-                h,
-                code: "Unconfirmed".to_owned(),
-                message,
-            }]);
+        if record.doubt > 0 {
+            self.unconfirmed(d, h, record);
         } else {
             tracing::error!(
                 target: "marketgate",
@@ -801,13 +897,7 @@ impl Pipeline {
                 quantity = record.quantity,
                 "AWS could not be reached for almost 6 hours; usage carried to the current hour"
             );
-            self.carried_units += u64::from(record.quantity);
-            self.commit(&[Event::Rejected {
-                d: d.to_owned(),
-                h,
-                code: "OutOfWindow".to_owned(),
-                to: now_hour,
-            }]);
+            self.reject(d, h, record, "OutOfWindow", now_hour);
         }
     }
 
@@ -851,30 +941,36 @@ impl Pipeline {
     }
 
     /// Reports everything, the open hour included, within the flush budget.
+    /// The caller has stopped new metering first.
     pub(crate) async fn flush(&mut self) {
-        let deadline = tokio::time::Instant::now() + self.settings.flush_budget;
+        let budget = self.settings.flush_budget;
         let now = self.now();
         self.checkpoint(now);
         self.close(now, true);
-        let mut delay = Duration::from_millis(50);
-        loop {
-            match self.send(self.now()).await {
-                Ok(()) => break,
-                Err(SendStop::Transient(failure)) => {
-                    if tokio::time::Instant::now() + delay >= deadline {
-                        tracing::error!(
-                            target: "marketgate",
-                            %failure,
-                            "metering flush ran out of time; unconfirmed records stay in the \
-                             journal and are resent, identically, at the next start"
-                        );
-                        break;
+        let sending = async {
+            let mut delay = Duration::from_millis(50);
+            loop {
+                match self.send(self.now()).await {
+                    Ok(()) => return,
+                    Err(SendStop::Transient(failure)) => {
+                        tracing::warn!(target: "marketgate", %failure, "flush retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(1));
                     }
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(1));
                 }
             }
+        };
+        if tokio::time::timeout(budget, sending).await.is_err() {
+            tracing::error!(
+                target: "marketgate",
+                ?budget,
+                "metering flush ran out of time; unconfirmed records stay in the journal and \
+                 are resent, identically, at the next start"
+            );
         }
+        // Calls admitted before metering stopped may have recorded since:
+        // keep them for the next start.
+        self.checkpoint(self.now());
         self.last_flush = Some(status::now_secs());
         self.publish();
     }
@@ -893,7 +989,7 @@ impl Pipeline {
                     dimension: d.clone(),
                     hour: *h,
                     quantity: r.quantity,
-                    unconfirmed: r.ambiguous,
+                    unconfirmed: r.doubt > 0,
                 }),
                 RecordState::Unbillable { code, message } => {
                     if self.reported_unbillable.insert((d.clone(), *h)) {
@@ -965,4 +1061,222 @@ fn random_fraction() -> f64 {
     let mut b = [0u8; 2];
     let _ = aws_lc_rs::rand::fill(&mut b);
     f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX)
+}
+
+/// After a signal: keep checkpointing (and closing ended hours) without
+/// sending, until the final flush.
+pub(crate) async fn checkpoint_only(pipeline: Arc<tokio::sync::Mutex<Pipeline>>, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let _ = pipeline.lock().await.tick(false).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(seed: u64) -> impl FnMut(u64) -> u64 {
+        let mut state = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        move |n| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) % n
+        }
+    }
+
+    /// A random but valid history: the events a pipeline could write.
+    #[allow(clippy::many_single_char_names)] // the events' own field names
+    fn history(seed: u64) -> Vec<Event> {
+        let mut r = lcg(seed);
+        let dims = ["a", "b"];
+        let tags: [Tags; 2] = [Vec::new(), vec![("k".to_owned(), "v".to_owned())]];
+        let mut ledger = Ledger::default();
+        let mut events = Vec::new();
+        for _ in 0..200 {
+            let d = dims[usize::try_from(r(2)).unwrap_or(0)].to_owned();
+            let t = tags[usize::try_from(r(2)).unwrap_or(0)].clone();
+            let h = i64::try_from(r(8)).unwrap_or(0) * HOUR;
+            let event = match r(7) {
+                0 | 1 => Event::Add {
+                    d,
+                    h,
+                    q: r(50) + 1,
+                    t,
+                },
+                2 => {
+                    let q = *ledger.buckets.get(&(d.clone(), h, t.clone())).unwrap_or(&0);
+                    if q == 0 {
+                        continue;
+                    }
+                    Event::Carry {
+                        d,
+                        from: h,
+                        to: h + HOUR,
+                        q: r(q) + 1,
+                        t,
+                    }
+                }
+                3 => {
+                    let target = i64::try_from(r(8)).unwrap_or(0) * HOUR;
+                    let q = *ledger.buckets.get(&(d.clone(), h, t.clone())).unwrap_or(&0);
+                    if q == 0 || ledger.taken(&d, target) {
+                        continue;
+                    }
+                    let q = u32::try_from(q).unwrap_or(u32::MAX);
+                    Event::Assign {
+                        d,
+                        from: h,
+                        h: target,
+                        q,
+                        token: format!("t{}", r(1000)),
+                        alloc: alloc_field(&[(t, q)]),
+                    }
+                }
+                4 => Event::Attempt { d, h },
+                5 => match r(4) {
+                    0 => Event::NotDelivered { d, h },
+                    1 => Event::Sent {
+                        d,
+                        h,
+                        id: "id".to_owned(),
+                    },
+                    2 => Event::Unbillable {
+                        d,
+                        h,
+                        code: "X".to_owned(),
+                        message: "m".to_owned(),
+                    },
+                    _ => {
+                        if ledger
+                            .records
+                            .get(&(d.clone(), h))
+                            .is_none_or(|r| r.state != RecordState::Pending)
+                        {
+                            continue;
+                        }
+                        Event::Rejected {
+                            d,
+                            h,
+                            code: "Duplicate".to_owned(),
+                            to: 7 * HOUR,
+                        }
+                    }
+                },
+                _ => continue,
+            };
+            ledger.apply(&event);
+            events.push(event);
+        }
+        events
+    }
+
+    #[test]
+    fn a_snapshot_replays_to_the_same_state() {
+        for seed in 0..200 {
+            let mut original = Ledger::default();
+            for e in history(seed) {
+                original.apply(&e);
+            }
+            let mut replayed = Ledger::default();
+            for e in original.snapshot(0) {
+                replayed.apply(&e);
+            }
+            assert_eq!(original.buckets, replayed.buckets, "seed {seed}");
+            assert_eq!(original.records, replayed.records, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn merging_a_late_journal_keeps_every_unit_and_bills_no_hour_twice() {
+        let mut memory = Ledger::default();
+        for e in [
+            Event::Add {
+                d: "a".into(),
+                h: 0,
+                q: 5,
+                t: Vec::new(),
+            },
+            Event::Assign {
+                d: "a".into(),
+                from: 0,
+                h: 0,
+                q: 5,
+                token: "mine".into(),
+                alloc: Vec::new(),
+            },
+        ] {
+            memory.apply(&e);
+        }
+        let mut disk = Ledger::default();
+        for e in [
+            Event::Add {
+                d: "a".into(),
+                h: 0,
+                q: 7,
+                t: Vec::new(),
+            },
+            Event::Assign {
+                d: "a".into(),
+                from: 0,
+                h: 0,
+                q: 7,
+                token: "old".into(),
+                alloc: Vec::new(),
+            },
+            Event::Add {
+                d: "a".into(),
+                h: HOUR,
+                q: 3,
+                t: Vec::new(),
+            },
+            Event::Add {
+                d: "b".into(),
+                h: 0,
+                q: 2,
+                t: Vec::new(),
+            },
+            Event::Assign {
+                d: "b".into(),
+                from: 0,
+                h: 0,
+                q: 2,
+                token: "old2".into(),
+                alloc: Vec::new(),
+            },
+            Event::Attempt {
+                d: "b".into(),
+                h: 0,
+            },
+        ] {
+            disk.apply(&e);
+        }
+        memory.merge(disk, 2 * HOUR);
+        // This run's record for (a, 0) stays; the disk's (never attempted)
+        // goes back to a bucket; (b, 0) comes over as it was.
+        assert_eq!(memory.records[&("a".to_owned(), 0)].token, "mine");
+        assert_eq!(
+            memory.buckets.get(&("a".to_owned(), 2 * HOUR, Vec::new())),
+            Some(&7)
+        );
+        assert_eq!(
+            memory.buckets.get(&("a".to_owned(), HOUR, Vec::new())),
+            Some(&3)
+        );
+        assert_eq!(memory.records[&("b".to_owned(), 0)].doubt, 1);
+    }
+
+    #[test]
+    fn tags_follow_aws_pattern_and_limits() {
+        let ok: Tags = vec![("team".into(), "search & ranking (1)".into())];
+        assert_eq!(invalid_tags(&ok), None);
+        let bad: Tags = vec![("team".into(), "naïve".into())];
+        assert!(invalid_tags(&bad).is_some());
+        let many: Tags = (0..6).map(|i| (format!("k{i}"), "v".to_owned())).collect();
+        assert!(invalid_tags(&many).is_some());
+        assert_eq!(hour_of(UNIX_EPOCH + Duration::from_secs(7199)), 3600);
+    }
 }

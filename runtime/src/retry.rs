@@ -107,6 +107,7 @@ mod tests {
             message: "slow down".to_owned(),
             status: Some(400),
             retry,
+            delivery: crate::aws::Delivery::Answered,
         }
     }
 

@@ -284,6 +284,7 @@ async fn checkout(cx: &Context<'_>) -> Result<Verified, StartError> {
             message: "contract product without a license spec".to_owned(),
             status: None,
             retry: crate::aws::Retry::Permanent,
+            delivery: crate::aws::Delivery::Answered,
         }));
     };
     // One token for every retry of this checkout: a retried request that
@@ -335,6 +336,7 @@ async fn checkout(cx: &Context<'_>) -> Result<Verified, StartError> {
             message: "the response has no LicenseConsumptionToken or LicenseArn".to_owned(),
             status: None,
             retry: crate::aws::Retry::Permanent,
+            delivery: crate::aws::Delivery::Answered,
         }));
     };
     tracing::info!(

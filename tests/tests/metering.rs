@@ -68,6 +68,8 @@ async fn start(sim: &Simulator, task: &str, dir: &PathBuf) -> Guard {
         .state_dir(dir)
         .checkpoint_interval(Duration::from_millis(20))
         .flush_budget(Duration::from_secs(20))
+        .shutdown_timeout(Duration::from_secs(40))
+        .call_timeout(Duration::from_secs(2))
         .handle_signals(false, Duration::ZERO)
         .clock(move || clock.now());
     marketgate::start_with(marketgate_tests::catalog(), options)
