@@ -4,17 +4,18 @@
 //! re-exports these attributes, and never on this crate directly. Its
 //! version is pinned exactly by `marketgate`.
 //!
-//! Layout: `manifest` reads and validates `Marketplace.toml` (with `keys`
-//! for `RegisterUsage` keys), `args` parses attribute arguments, `expand`
+//! Layout: `marketgate-manifest` reads and validates `Marketplace.toml`
+//! (shared with `marketgate-sim manifest`), `args` parses attribute
+//! arguments, `expand`
 //! generates `#[entitled]`/`#[metered]`, `catalog` embeds the manifest and
 //! generates `#[marketgate::main]`.
 
 mod args;
 mod catalog;
 mod expand;
-mod keys;
-mod manifest;
 mod suggest;
+
+use marketgate_manifest as manifest;
 
 use proc_macro::TokenStream;
 

@@ -4,11 +4,15 @@
 //! ```text
 //! marketgate-sim [--listen 127.0.0.1:0] [--config FILE] [--allow-non-loopback]
 //! marketgate-sim --example-config
+//! marketgate-sim manifest [PATH]
 //! ```
 //!
 //! The first line of stdout is `listening on http://HOST:PORT`; the server
 //! then runs until SIGINT or SIGTERM. Logs go to stderr (`RUST_LOG=debug`
-//! shows every call).
+//! shows every call). `manifest` checks a seller's `Marketplace.toml` with
+//! the macros' own validation and prints the catalog it compiles to.
+
+mod manifest_report;
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -20,12 +24,16 @@ use marketgate_simulator::{Config, EXAMPLE_TOML, Simulator};
 const USAGE: &str = "\
 usage: marketgate-sim [--listen ADDR] [--config FILE] [--allow-non-loopback]
        marketgate-sim --example-config
+       marketgate-sim manifest [PATH]
 
   --listen ADDR          address to serve on (default 127.0.0.1:0, an ephemeral port)
   --config FILE          TOML config (default: the example config)
   --allow-non-loopback   permit a --listen address other than loopback
   --example-config       print the example config and exit
   --help                 print this help and exit
+  manifest [PATH]        check a Marketplace.toml (default ./Marketplace.toml) and
+                         print the catalog it compiles to: products, tiers, features,
+                         dimensions and which features are paid paths
 
 The first line of stdout is `listening on http://HOST:PORT`.
 See simulator/README.md for the config format and the inspection API.";
@@ -39,6 +47,7 @@ enum Command {
         allow_non_loopback: bool,
     },
     ExampleConfig,
+    Manifest(PathBuf),
     Help,
 }
 
@@ -46,7 +55,17 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
     let mut listen = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut config = None;
     let mut allow_non_loopback = false;
-    let mut args = args.into_iter();
+    let mut args = args.into_iter().peekable();
+    if args.peek().is_some_and(|a| a == "manifest") {
+        args.next();
+        let path = args.next().unwrap_or_else(|| "Marketplace.toml".to_owned());
+        if let Some(extra) = args.next() {
+            return Err(format!(
+                "unexpected argument {extra:?} after the manifest path"
+            ));
+        }
+        return Ok(Command::Manifest(PathBuf::from(path)));
+    }
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((flag, value)) if flag.starts_with("--") => {
@@ -99,6 +118,16 @@ async fn main() -> ExitCode {
             print!("{EXAMPLE_TOML}");
             ExitCode::SUCCESS
         }
+        Command::Manifest(path) => match manifest_report::check(&path) {
+            Ok(report) => {
+                print!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                eprintln!("marketgate-sim: {problems}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve {
             listen,
             config,
@@ -195,6 +224,15 @@ mod tests {
             })
         );
         assert_eq!(parse(&["--example-config"]), Ok(Command::ExampleConfig));
+        assert_eq!(
+            parse(&["manifest"]),
+            Ok(Command::Manifest(PathBuf::from("Marketplace.toml")))
+        );
+        assert_eq!(
+            parse(&["manifest", "app/Marketplace.toml"]),
+            Ok(Command::Manifest(PathBuf::from("app/Marketplace.toml")))
+        );
+        assert!(parse(&["manifest", "a.toml", "b.toml"]).is_err());
         assert!(parse(&["--listen"]).is_err());
         assert!(parse(&["--listen", "localhost"]).is_err());
         assert!(parse(&["--frobnicate"]).is_err());

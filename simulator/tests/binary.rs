@@ -175,3 +175,96 @@ fn refuses_non_loopback_addresses_and_bad_configs() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("usage:"));
 }
+
+/// The manifest check prints what the macros would embed: every product
+/// with its tier, pricing and verification, and which features are paid
+/// paths (granted by no free product).
+#[test]
+fn manifest_check_shows_the_catalog_and_its_paid_paths() {
+    let manifest = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/custom/Marketplace.toml"
+    );
+    let out = Command::new(BIN)
+        .args(["manifest", manifest])
+        .output()
+        .expect("marketgate-sim runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |prefix: &str| {
+        stdout
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line starting {prefix:?} in:\n{stdout}"))
+    };
+    assert_eq!(line("usage "), "usage mgsim-usage-custom paid custom");
+    assert_eq!(
+        line("community "),
+        "community mgsim-community-free free hourly"
+    );
+    assert_eq!(line("export "), "export paid path granted by usage");
+    assert_eq!(line("search "), "search free granted by usage, community");
+    assert_eq!(line("gb_scanned "), "gb_scanned metered by usage");
+    assert!(
+        line("verified by: RegisterUsage").contains("key version 1 (RSA 2048 bits)"),
+        "{stdout}"
+    );
+}
+
+/// A broken manifest gets the messages a build would give, and a failing
+/// exit status; nothing is printed as if it were valid.
+#[test]
+fn manifest_check_reports_every_problem_and_fails() {
+    let dir = std::env::temp_dir().join(format!("mgsim-manifest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("Marketplace.toml");
+    std::fs::write(
+        &path,
+        r#"
+[[product]]
+name = "pro"
+code = "<paste the product code here>"
+tier = "paid"
+pricing = "hourly"
+features = ["export"]
+
+[[product]]
+name = "pro"
+code = "prod-ok"
+tier = "free"
+pricing = "custom"
+"#,
+    )
+    .expect("write manifest");
+    let out = Command::new(BIN)
+        .args(["manifest", path.to_str().expect("utf-8 path")])
+        .output()
+        .expect("marketgate-sim runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for expected in [
+        "is not an AWS product code",
+        "needs `public-key",
+        "a free product cannot use `custom` pricing",
+        "needs `dimensions",
+    ] {
+        assert!(stderr.contains(expected), "no {expected:?} in:\n{stderr}");
+    }
+    let missing = Command::new(BIN)
+        .args(["manifest", dir.join("nope.toml").to_str().expect("utf-8")])
+        .output()
+        .expect("marketgate-sim runs");
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
+    let _ = std::fs::remove_dir_all(dir);
+}

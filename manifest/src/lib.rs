@@ -1,7 +1,10 @@
 //! `Marketplace.toml`: locate, parse, validate (DESIGN §3).
 //!
-//! Every rule is checked here, at compile time, and a broken manifest is a
-//! compile error naming the file, line, product and fix.
+//! Implementation detail of [`marketgate`](https://docs.rs/marketgate),
+//! shared by its macros (where a broken manifest is a compile error naming
+//! the file, line, product and fix) and by `marketgate-sim manifest`, which
+//! checks a manifest and shows the catalog it compiles to. Not a stable API:
+//! depend on `marketgate`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};
@@ -11,20 +14,20 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use toml::Spanned;
 
-use crate::keys;
+pub mod keys;
 
 /// The env var naming the manifest explicitly (e.g. set in a workspace's
 /// `.cargo/config.toml` `[env]` so that every crate shares one manifest).
-pub(crate) const MANIFEST_ENV: &str = "MARKETGATE_MANIFEST";
+pub const MANIFEST_ENV: &str = "MARKETGATE_MANIFEST";
 const FILE_NAME: &str = "Marketplace.toml";
 
 /// AWS Marketplace's License Manager issuer fingerprint (AWS-FACTS §3).
-pub(crate) const MARKETPLACE_KEY_FINGERPRINT: &str =
-    "aws:294406891311:AWS/Marketplace:issuer-fingerprint";
+pub const MARKETPLACE_KEY_FINGERPRINT: &str = "aws:294406891311:AWS/Marketplace:issuer-fingerprint";
 
 /// Limits of the embedded catalog (the runtime's bitset sizes).
-pub(crate) const MAX_FEATURES: usize = 256;
-pub(crate) const MAX_DIMENSIONS: usize = 64;
+pub const MAX_FEATURES: usize = 256;
+/// The most dimensions one catalog can hold (the runtime's dimension mask).
+pub const MAX_DIMENSIONS: usize = 64;
 /// AWS: at most 24 dimensions per product (AWS-FACTS §2).
 const MAX_DIMENSIONS_PER_PRODUCT: usize = 24;
 
@@ -58,85 +61,128 @@ const UNITS: &[&str] = &[
     "Count/Second",
 ];
 
+/// Whether buyers pay for a product (`tier`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Tier {
+pub enum Tier {
+    /// A paid listing: its features and dimensions are paid paths.
     Paid,
+    /// A free listing: grants its own features only.
     Free,
 }
 
+/// How AWS Marketplace bills a product (`pricing`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Pricing {
+pub enum Pricing {
+    /// Per task or pod hour; verified with `RegisterUsage`.
     Hourly,
+    /// Per month; verified with `RegisterUsage`.
     Monthly,
+    /// Custom dimensions reported with `MeterUsage`.
     Custom,
+    /// A License Manager contract; verified with `CheckoutLicense`.
     Contract,
 }
 
 /// A validated product.
-pub(crate) struct Product {
-    pub(crate) name: String,
-    pub(crate) code: String,
-    pub(crate) tier: Tier,
-    pub(crate) pricing: Pricing,
+pub struct Product {
+    /// Local alias (`name`).
+    pub name: String,
+    /// AWS product code (`code`).
+    pub code: String,
+    /// `tier`.
+    pub tier: Tier,
+    /// `pricing`.
+    pub pricing: Pricing,
     /// Feature indices: declared features plus, for contracts, those of every
     /// entitlement.
-    pub(crate) features: BTreeSet<usize>,
-    pub(crate) dimensions: BTreeSet<usize>,
-    pub(crate) key: Option<(u32, keys::PublicKey)>,
-    pub(crate) license: Option<License>,
+    pub features: BTreeSet<usize>,
+    /// Dimension indices (custom pricing).
+    pub dimensions: BTreeSet<usize>,
+    /// `RegisterUsage` key version and key (hourly and monthly).
+    pub key: Option<(u32, keys::PublicKey)>,
+    /// License Manager settings (contract pricing).
+    pub license: Option<License>,
 }
 
-pub(crate) struct License {
-    pub(crate) sku: String,
-    pub(crate) key_fingerprint: String,
+/// What `CheckoutLicense` asks for, for a contract product.
+pub struct License {
+    /// `ProductSKU`.
+    pub sku: String,
+    /// `KeyFingerprint` of the license issuer.
+    pub key_fingerprint: String,
     /// The product's own `features`: granted with any successful checkout.
-    pub(crate) base_features: BTreeSet<usize>,
-    pub(crate) entitlements: Vec<Entitlement>,
+    pub base_features: BTreeSet<usize>,
+    /// The entitlements checked out, each with the features it grants.
+    pub entitlements: Vec<Entitlement>,
 }
 
-pub(crate) struct Entitlement {
-    pub(crate) name: String,
-    pub(crate) unit: String,
-    pub(crate) value: Option<String>,
-    pub(crate) features: BTreeSet<usize>,
+/// One License Manager entitlement of a contract product.
+pub struct Entitlement {
+    /// Entitlement `Name`.
+    pub name: String,
+    /// Entitlement `Unit` (`None`, `Count`, ...).
+    pub unit: String,
+    /// Requested `Value` (counted units only).
+    pub value: Option<String>,
+    /// Feature indices the entitlement grants when allowed.
+    pub features: BTreeSet<usize>,
 }
 
 /// A validated manifest.
-pub(crate) struct Manifest {
+pub struct Manifest {
     /// Absolute path of the manifest.
-    pub(crate) path: PathBuf,
+    pub path: PathBuf,
     /// Every file the catalog depends on (manifest and keys), for rebuilds.
-    pub(crate) files: Vec<PathBuf>,
-    pub(crate) products: Vec<Product>,
+    pub files: Vec<PathBuf>,
+    /// The products, in manifest order.
+    pub products: Vec<Product>,
     /// All feature names, sorted; a feature's index is its position.
-    pub(crate) features: Vec<String>,
+    pub features: Vec<String>,
     /// All dimension names, sorted; a dimension's index is its position.
-    pub(crate) dimensions: Vec<String>,
-    pub(crate) fingerprint: u64,
+    pub dimensions: Vec<String>,
+    /// Hash of everything the catalog embeds; call sites compiled against
+    /// another manifest are detected at start-up by it.
+    pub fingerprint: u64,
 }
 
 impl Manifest {
-    pub(crate) fn feature_index(&self, name: &str) -> Option<usize> {
+    /// The index of feature `name`.
+    #[must_use]
+    pub fn feature_index(&self, name: &str) -> Option<usize> {
         self.features
             .binary_search_by(|f| f.as_str().cmp(name))
             .ok()
     }
 
-    pub(crate) fn dimension_index(&self, name: &str) -> Option<usize> {
+    /// The index of dimension `name`.
+    #[must_use]
+    pub fn dimension_index(&self, name: &str) -> Option<usize> {
         self.dimensions
             .binary_search_by(|d| d.as_str().cmp(name))
             .ok()
     }
 
+    /// Whether feature `index` is a paid path: no free product grants it,
+    /// so only a verified paid product unlocks it.
+    #[must_use]
+    pub fn is_paid_feature(&self, index: usize) -> bool {
+        !self
+            .products
+            .iter()
+            .any(|p| p.tier == Tier::Free && p.features.contains(&index))
+    }
+
     /// The path for messages and `include_bytes!`.
-    pub(crate) fn display_path(&self) -> String {
+    #[must_use]
+    pub fn display_path(&self) -> String {
         self.path.display().to_string()
     }
 }
 
 /// Why the manifest could not be used. Each entry is one complete message.
-pub(crate) struct ManifestError {
-    pub(crate) messages: Vec<String>,
+pub struct ManifestError {
+    /// One message per problem found.
+    pub messages: Vec<String>,
 }
 
 /// Finds the manifest for the crate being compiled.
@@ -173,9 +219,24 @@ fn locate() -> Result<PathBuf, String> {
     ))
 }
 
-/// Locates, reads, parses and validates the manifest.
-pub(crate) fn load() -> Result<Manifest, ManifestError> {
+/// Locates (from `CARGO_MANIFEST_DIR` and [`MANIFEST_ENV`]), reads, parses
+/// and validates the manifest of the crate being compiled.
+///
+/// # Errors
+/// When there is no manifest or it breaks a rule; each message says how to
+/// fix it.
+pub fn load() -> Result<Manifest, ManifestError> {
     let path = locate().map_err(|m| ManifestError { messages: vec![m] })?;
+    read(&path)
+}
+
+/// Reads, parses and validates the manifest at `path`; key files are
+/// resolved relative to its directory.
+///
+/// # Errors
+/// When the file cannot be read or breaks a rule.
+pub fn read(path: &Path) -> Result<Manifest, ManifestError> {
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     let text = std::fs::read_to_string(&path).map_err(|e| ManifestError {
         messages: vec![format!("cannot read {}: {e}", path.display())],
     })?;
@@ -183,7 +244,10 @@ pub(crate) fn load() -> Result<Manifest, ManifestError> {
 }
 
 /// Parses and validates manifest `text` read from `path`.
-pub(crate) fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
+///
+/// # Errors
+/// When `text` breaks a rule; one message per problem.
+pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
     let mut files = vec![path.to_path_buf()];
     let raw: RawManifest = toml::from_str(text).map_err(|e| {
         let at = e
@@ -1011,7 +1075,9 @@ impl Validator<'_> {
     }
 }
 
-pub(crate) fn pricing_name(p: Pricing) -> &'static str {
+/// The manifest spelling of `p`.
+#[must_use]
+pub fn pricing_name(p: Pricing) -> &'static str {
     match p {
         Pricing::Hourly => "hourly",
         Pricing::Monthly => "monthly",

@@ -7,16 +7,21 @@ use spki::{ObjectIdentifier, SubjectPublicKeyInfoRef};
 const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 
 /// A parsed RSA public key.
-pub(crate) struct PublicKey {
+pub struct PublicKey {
     /// DER `SubjectPublicKeyInfo`.
-    pub(crate) spki: Vec<u8>,
+    pub spki: Vec<u8>,
     /// DER PKCS#1 `RSAPublicKey` (what RSA verifiers take).
-    pub(crate) rsa: Vec<u8>,
+    pub rsa: Vec<u8>,
+    /// Modulus size in bits.
+    pub bits: usize,
 }
 
 /// Parses a PEM `SubjectPublicKeyInfo` holding an RSA key. The error says
 /// what the file is instead and how to get the right thing.
-pub(crate) fn parse_rsa_spki_pem(text: &[u8]) -> Result<PublicKey, String> {
+///
+/// # Errors
+/// When `text` is not an RSA `SubjectPublicKeyInfo` PEM of 2048 to 8192 bits.
+pub fn parse_rsa_spki_pem(text: &[u8]) -> Result<PublicKey, String> {
     let (label, der) = pem::decode_vec(text).map_err(|e| {
         format!(
             "it is not a PEM file ({e}); AWS Marketplace gives the key as \
@@ -71,6 +76,7 @@ pub(crate) fn parse_rsa_spki_pem(text: &[u8]) -> Result<PublicKey, String> {
     Ok(PublicKey {
         spki: der.clone(),
         rsa: rsa.to_vec(),
+        bits,
     })
 }
 
