@@ -27,7 +27,7 @@
 //! features = ["export"]
 //! ```
 //!
-//! ```ignore
+//! ```no_run
 //! use marketgate::{Denied, entitled, metered};
 //!
 //! #[derive(Debug)]
