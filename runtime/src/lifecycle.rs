@@ -32,7 +32,9 @@ pub const PRODUCT_CODE_ENV: &str = "MARKETGATE_PRODUCT_CODE";
 /// Start-up retry budget in seconds (default 1800, AWS's 30 minutes).
 pub const STARTUP_TIMEOUT_ENV: &str = "MARKETGATE_STARTUP_TIMEOUT_SECS";
 /// Seconds `main` gets to return after SIGTERM/SIGINT before the process
-/// exits (default 10; ECS kills 30 s after SIGTERM).
+/// exits (default 10). With the check-in before it and the flush after it,
+/// leave the task 60 s to stop (ECS `stopTimeout`, Kubernetes
+/// `terminationGracePeriodSeconds`); the defaults are 30 s.
 pub const SIGNAL_GRACE_ENV: &str = "MARKETGATE_SIGNAL_GRACE_SECS";
 
 /// Checkpoint interval in milliseconds; only shorter than the 10 s default
@@ -320,7 +322,7 @@ impl Options {
         self
     }
 
-    /// How long shutdown may take (default 20 s, inside ECS's 30 s).
+    /// How long shutdown after `main` returns may take (default 20 s).
     #[must_use]
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
