@@ -69,7 +69,7 @@ fn flush(c: &mut Criterion) {
                 }
                 let before = sim.usage().len();
                 let start = Instant::now();
-                sim.clock().advance(Duration::from_secs(3600));
+                sim.clock().advance(Duration::from_hours(1));
                 while sim.usage().len() < before + 24 {
                     std::thread::sleep(Duration::from_micros(200));
                 }

@@ -17,7 +17,10 @@ fn docs_dir() -> &'static Path {
 }
 
 fn repo_root() -> PathBuf {
-    docs_dir().parent().expect("docs/ is in the repository").to_path_buf()
+    docs_dir()
+        .parent()
+        .expect("docs/ is in the repository")
+        .to_path_buf()
 }
 
 fn guide(name: &str) -> String {
@@ -49,8 +52,12 @@ fn blocks(text: &str, lang: &str) -> Vec<String> {
 fn parse(origin: &str, text: &str) -> Manifest {
     // Key paths resolve against docs/, where the guides' keys live.
     let path = docs_dir().join(format!("{origin}.Marketplace.toml"));
-    marketgate_manifest::parse(&path, text)
-        .unwrap_or_else(|e| panic!("{origin}: invalid manifest block:\n{}", e.messages.join("\n")))
+    marketgate_manifest::parse(&path, text).unwrap_or_else(|e| {
+        panic!(
+            "{origin}: invalid manifest block:\n{}",
+            e.messages.join("\n")
+        )
+    })
 }
 
 /// Everything about a product that the catalog embeds, by name.
@@ -121,7 +128,10 @@ fn every_manifest_block_is_valid_and_matches_the_compiled_one() {
                 .iter()
                 .find(|c| c.name == p.name)
                 .unwrap_or_else(|| {
-                    panic!("{guide}.md: product `{}` is not in docs/Marketplace.toml", p.name)
+                    panic!(
+                        "{guide}.md: product `{}` is not in docs/Marketplace.toml",
+                        p.name
+                    )
                 });
             assert_eq!(
                 describe(m, p),
@@ -244,5 +254,8 @@ fn every_package_and_path_a_guide_names_exists() {
             }
         }
     }
-    assert!(checked > 10, "only {checked} names checked: is the parser broken?");
+    assert!(
+        checked > 10,
+        "only {checked} names checked: is the parser broken?"
+    );
 }

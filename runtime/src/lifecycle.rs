@@ -244,7 +244,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             product_code: None,
-            startup_timeout: Duration::from_secs(30 * 60),
+            startup_timeout: Duration::from_mins(30),
             call_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(20),
             handle_signals: true,

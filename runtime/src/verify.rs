@@ -369,9 +369,9 @@ async fn checkout(cx: &Context<'_>) -> Result<Verified, StartError> {
 }
 
 /// Default interval between license re-checks (AWS recommends 15 minutes).
-pub(crate) const LICENSE_CHECK: Duration = Duration::from_secs(15 * 60);
+pub(crate) const LICENSE_CHECK: Duration = Duration::from_mins(15);
 /// Default interval between consumption extensions: half the 60-minute TTL.
-pub(crate) const LICENSE_EXTEND: Duration = Duration::from_secs(30 * 60);
+pub(crate) const LICENSE_EXTEND: Duration = Duration::from_mins(30);
 /// Longest allowed extension interval: a consumption must never lapse while
 /// the process runs (that would free its seat for another container).
-pub(crate) const LICENSE_EXTEND_MAX: Duration = Duration::from_secs(45 * 60);
+pub(crate) const LICENSE_EXTEND_MAX: Duration = Duration::from_mins(45);

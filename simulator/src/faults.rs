@@ -42,7 +42,7 @@ pub enum Trigger {
 }
 
 /// The longest latency that can be injected; longer would only hang tests.
-const MAX_LATENCY: Duration = Duration::from_secs(600);
+const MAX_LATENCY: Duration = Duration::from_mins(10);
 
 /// An injected fault as the inspection API shows and accepts it.
 ///

@@ -41,7 +41,7 @@ use crate::timestamp;
 
 /// How long a provisional checkout holds its entitlements: Marketplace
 /// products set `ProvisionalConfiguration.MaxTimeToLiveInMinutes` to 60.
-pub(crate) const PROVISIONAL_TTL: Duration = Duration::from_secs(60 * 60);
+pub(crate) const PROVISIONAL_TTL: Duration = Duration::from_hours(1);
 
 /// The model's minimum length of `SignedToken`.
 const SIGNED_TOKEN_MIN_LEN: usize = 4096;

@@ -33,7 +33,7 @@ use crate::state::State;
 use crate::timestamp;
 
 /// How far back `MeterUsage` accepts timestamps: "up to six hours in the past".
-const MAX_AGE: Duration = Duration::from_secs(6 * 3600);
+const MAX_AGE: Duration = Duration::from_hours(6);
 
 /// `UsageQuantity` and `AllocatedUsageQuantity` are int32 with range
 /// 0..=2147483647.
@@ -980,17 +980,17 @@ mod tests {
     #[test]
     fn the_time_window() {
         let now = std::time::UNIX_EPOCH + Duration::from_secs(1_795_696_496); // 12:34:56
-        let start = now - Duration::from_secs(7200);
+        let start = now - Duration::from_hours(2);
         let check = |ts: SystemTime| check_window(ts, timestamp::hour_start(ts), now, start);
         assert!(check(now).is_ok());
         assert!(
-            check(now - Duration::from_secs(6 * 3600)).is_err(),
+            check(now - Duration::from_hours(6)).is_err(),
             "before the task's hour"
         );
-        let old_task_start = now - Duration::from_secs(24 * 3600);
+        let old_task_start = now - Duration::from_hours(24);
         let old = |ts: SystemTime| check_window(ts, timestamp::hour_start(ts), now, old_task_start);
         assert!(
-            old(now - Duration::from_secs(6 * 3600)).is_ok(),
+            old(now - Duration::from_hours(6)).is_ok(),
             "exactly six hours"
         );
         assert!(
@@ -1001,13 +1001,10 @@ mod tests {
             old(now + Duration::from_secs(1000)).is_ok(),
             "later in the current hour"
         );
-        assert!(
-            old(now + Duration::from_secs(3600)).is_err(),
-            "a future hour"
-        );
+        assert!(old(now + Duration::from_hours(1)).is_err(), "a future hour");
         // The task's first hour counts from its start: 10:00 for a task that
         // started at 10:34.
-        let first_hour = std::time::UNIX_EPOCH + Duration::from_secs(1_795_687_200);
+        let first_hour = std::time::UNIX_EPOCH + Duration::from_hours(498_802);
         assert!(check(first_hour).is_ok());
         assert!(check(first_hour - Duration::from_secs(1)).is_err());
     }

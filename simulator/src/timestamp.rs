@@ -7,7 +7,7 @@ use aws_smithy_types::DateTime;
 use aws_smithy_types::date_time::Format;
 
 /// Seconds in an hour: `MeterUsage` rounds timestamps down to the hour.
-pub(crate) const HOUR: Duration = Duration::from_secs(3600);
+pub(crate) const HOUR: Duration = Duration::from_hours(1);
 
 /// Whole seconds since the Unix epoch (negative before it), rounded down.
 pub(crate) fn epoch_secs(time: SystemTime) -> i64 {

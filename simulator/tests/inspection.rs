@@ -46,7 +46,7 @@ async fn meter(sim: &Simulator, quantity: i32) -> Result<String, String> {
 
 #[tokio::test]
 async fn usage_lists_accepted_records_in_the_documented_shape() {
-    let sim = start_at(noon() + Duration::from_secs(900)).await;
+    let sim = start_at(noon() + Duration::from_mins(15)).await;
     let id = meter(&sim, 12).await.expect("metered");
     let usage = get(&sim, "/_marketgate/usage").await;
     assert_eq!(

@@ -19,7 +19,7 @@ use marketgate_simulator::{
     CheckoutState, Config, EntitlementConfig, EntitlementUnit as Unit, LicenseConfig, LicenseStatus,
 };
 
-const MINUTE: Duration = Duration::from_secs(60);
+const MINUTE: Duration = Duration::from_mins(1);
 
 type LicenseManager = aws_sdk_licensemanager::Client;
 
@@ -482,7 +482,7 @@ async fn perpetual_checkouts_draw_down_for_good() {
     .await
     .expect("six credits");
     assert_eq!(out.checkout_type(), Some(&CheckoutType::Perpetual));
-    sim.clock().advance(Duration::from_secs(48 * 3600));
+    sim.clock().advance(Duration::from_hours(48));
     let err = checkout(
         &client,
         CheckoutType::Perpetual,

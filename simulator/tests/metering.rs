@@ -13,7 +13,7 @@ use aws_sdk_marketplacemetering::types::{Tag, UsageAllocation};
 use common::{COMMUNITY, Client, PRO, USAGE, noon, sdk_time, start_at, start_with};
 use marketgate_simulator::{Config, KeyConfig, Platform, Simulator, Subscription};
 
-const HOUR: Duration = Duration::from_secs(3600);
+const HOUR: Duration = Duration::from_hours(1);
 
 type Metering = aws_sdk_marketplacemetering::Client;
 
@@ -253,7 +253,7 @@ async fn register_usage_reports_an_expired_key_version() {
 
 #[tokio::test]
 async fn meter_usage_rounds_fractional_timestamps_down_to_the_hour() {
-    let sim = start_at(noon() + Duration::from_secs(1800)).await;
+    let sim = start_at(noon() + Duration::from_mins(30)).await;
     let client = common::metering_client(&sim).await;
     let id = meter(
         &client,
@@ -276,7 +276,7 @@ async fn meter_usage_rounds_fractional_timestamps_down_to_the_hour() {
 
 #[tokio::test]
 async fn identical_requests_in_an_hour_get_the_same_record_id() {
-    let sim = start_at(noon() + Duration::from_secs(3000)).await;
+    let sim = start_at(noon() + Duration::from_mins(50)).await;
     let client = common::metering_client(&sim).await;
     // The SDK fills a fresh ClientToken each time: only hour rounding and the
     // per-task record make these identical, as after a container restart.
@@ -299,10 +299,10 @@ async fn identical_requests_in_an_hour_get_the_same_record_id() {
 
 #[tokio::test]
 async fn another_quantity_in_the_same_hour_is_a_duplicate_request() {
-    let sim = start_at(noon() + Duration::from_secs(600)).await;
+    let sim = start_at(noon() + Duration::from_mins(10)).await;
     let client = common::metering_client(&sim).await;
     meter(&client, noon(), "api_calls", 7).await.expect("first");
-    let err = meter(&client, noon() + Duration::from_secs(60), "api_calls", 8)
+    let err = meter(&client, noon() + Duration::from_mins(1), "api_calls", 8)
         .await
         .unwrap_err();
     assert!(err.is_duplicate_request_exception(), "{err:?}");
@@ -312,7 +312,7 @@ async fn another_quantity_in_the_same_hour_is_a_duplicate_request() {
 
 #[tokio::test]
 async fn records_are_per_task_and_per_hour() {
-    let sim = start_at(noon() + Duration::from_secs(600)).await;
+    let sim = start_at(noon() + Duration::from_mins(10)).await;
     let pod_a = Client::key("AKIDPODA").metering(&sim).await;
     let pod_b = Client::key("AKIDPODB").metering(&sim).await;
     let a = meter(&pod_a, noon(), "api_calls", 1).await.expect("pod a");
@@ -373,7 +373,7 @@ async fn timestamps_more_than_six_hours_old_are_out_of_bounds() {
 
 #[tokio::test]
 async fn timestamps_before_the_task_started_are_out_of_bounds() {
-    let sim = start_at(noon() + Duration::from_secs(1200)).await;
+    let sim = start_at(noon() + Duration::from_mins(20)).await;
     // This task's first request is now (12:20): its first hour is 12:00.
     let client = Client::key("AKIDFRESHPOD").metering(&sim).await;
     let err = meter(&client, noon() - Duration::from_secs(1), "api_calls", 1)
@@ -592,7 +592,7 @@ async fn meter_usage_for_an_unsubscribed_buyer_is_not_entitled() {
 async fn restarted_container_replays_its_journal_without_double_billing() {
     // The same pod (same credentials) restarts and re-sends the hours its
     // journal did not mark as confirmed: identical requests, same ids.
-    let sim = start_at(noon() + 2 * HOUR + Duration::from_secs(300)).await;
+    let sim = start_at(noon() + 2 * HOUR + Duration::from_mins(5)).await;
     sim.start_task("AKIDRESTARTING", noon());
     let before = Client::key("AKIDRESTARTING").metering(&sim).await;
     let first = meter(&before, noon(), "api_calls", 11)

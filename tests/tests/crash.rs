@@ -214,7 +214,7 @@ async fn sigterm_loses_nothing_across_restarts() {
         let (exact, _) = tokio::task::block_in_place(|| terminate(run));
         recorded += exact;
         // The next run is a restart an hour later, with hours of its own.
-        sim.clock().advance(Duration::from_secs(3600));
+        sim.clock().advance(Duration::from_hours(1));
     }
     assert_eq!(accepted(&sim, task), recorded);
 }

@@ -13,7 +13,7 @@ use marketgate_simulator::{Config, Fault, Operation, Simulator, Trigger, UsageRe
 const USAGE: &str = "mgsim-usage-custom";
 /// 2026-11-26T10:00:00Z, an hour start.
 const H0: u64 = 1_795_687_200;
-const HOUR: Duration = Duration::from_secs(3600);
+const HOUR: Duration = Duration::from_hours(1);
 
 mod support;
 

@@ -141,13 +141,13 @@ async fn contract_checks_out_once_extends_rechecks_and_checks_in() {
     // extensions in between: the consumption must still be active.
     let extensions = || sim.licenses().checkouts[0].extensions;
     let before = extensions();
-    sim.clock().advance(Duration::from_secs(50 * 60));
+    sim.clock().advance(Duration::from_mins(50));
     eventually("an extension after the first jump", || {
         extensions() > before
     })
     .await;
     let before = extensions();
-    sim.clock().advance(Duration::from_secs(50 * 60));
+    sim.clock().advance(Duration::from_mins(50));
     eventually("an extension after the second jump", || {
         extensions() > before
     })

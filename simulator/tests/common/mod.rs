@@ -24,7 +24,7 @@ pub(crate) const FINGERPRINT: &str = "aws:294406891311:AWS/Marketplace:issuer-fi
 
 /// 2026-11-26T12:00:00Z, an hour start.
 pub(crate) fn noon() -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(1_795_694_400)
+    UNIX_EPOCH + Duration::from_hours(498_804)
 }
 
 /// A simulator running the example config with its clock frozen at `at`.

@@ -14,7 +14,7 @@ async fn main() {
     } else {
         println!("ready");
         loop {
-            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            tokio::time::sleep(std::time::Duration::from_hours(1)).await;
         }
     }
 }
