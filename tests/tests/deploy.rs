@@ -956,6 +956,21 @@ fn render(sets: &[String]) -> BTreeMap<String, serde_yaml_ng::Value> {
     docs
 }
 
+/// The rendered Deployment's container environment, in order.
+fn deployment_env(docs: &BTreeMap<String, serde_yaml_ng::Value>) -> Vec<(String, String)> {
+    y(&docs["Deployment"], "spec.template.spec.containers.0.env")
+        .as_sequence()
+        .expect("env")
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().expect("name").to_owned(),
+                e["value"].as_str().expect("value").to_owned(),
+            )
+        })
+        .collect()
+}
+
 fn y<'a>(v: &'a serde_yaml_ng::Value, path: &str) -> &'a serde_yaml_ng::Value {
     path.split('.')
         .fold(v, |v, key| match key.parse::<usize>() {
@@ -1023,6 +1038,19 @@ fn helm_chart_renders_product_code_irsa_probes_and_journal() {
             })
             .collect();
         assert_eq!(env, [("MARKETGATE_PRODUCT_CODE", code.as_str())]);
+        let with_region = deployment_env(&render(&[
+            format!("productCode={code}"),
+            format!("serviceAccount.roleArn={ROLE}"),
+            "awsRegion=eu-west-1".to_owned(),
+        ]));
+        assert_eq!(
+            with_region,
+            [
+                ("MARKETGATE_PRODUCT_CODE".to_owned(), code.clone()),
+                ("AWS_REGION".to_owned(), "eu-west-1".to_owned())
+            ],
+            "awsRegion renders into AWS_REGION"
+        );
         assert_eq!(
             c["securityContext"]["readOnlyRootFilesystem"].as_bool(),
             Some(true)
