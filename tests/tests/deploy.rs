@@ -1026,18 +1026,10 @@ fn helm_chart_renders_product_code_irsa_probes_and_journal() {
         let containers = pod["containers"].as_sequence().expect("containers");
         assert_eq!(containers.len(), 1);
         let c = &containers[0];
-        let env: Vec<(&str, &str)> = c["env"]
-            .as_sequence()
-            .expect("env")
-            .iter()
-            .map(|e| {
-                (
-                    e["name"].as_str().expect("name"),
-                    e["value"].as_str().expect("value"),
-                )
-            })
-            .collect();
-        assert_eq!(env, [("MARKETGATE_PRODUCT_CODE", code.as_str())]);
+        assert_eq!(
+            deployment_env(&docs),
+            [("MARKETGATE_PRODUCT_CODE".to_owned(), code.clone())]
+        );
         let with_region = deployment_env(&render(&[
             format!("productCode={code}"),
             format!("serviceAccount.roleArn={ROLE}"),
