@@ -30,22 +30,20 @@ fn guide(name: &str) -> String {
 /// The fenced blocks of `text` whose info string starts with `lang`.
 fn blocks(text: &str, lang: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let mut current: Option<String> = None;
+    // Inside a fence: whether it is a `lang` block, and its text so far.
+    let mut open: Option<(bool, String)> = None;
     for line in text.lines() {
         if let Some(info) = line.trim_start().strip_prefix("```") {
-            match current.take() {
-                Some(block) => out.push(block),
-                None if info.split(',').next() == Some(lang) => current = Some(String::new()),
-                None => current = Some(String::from("\u{0}")), // another language
+            match open.take() {
+                Some((true, block)) => out.push(block),
+                Some((false, _)) => {}
+                None => open = Some((info.split(',').next() == Some(lang), String::new())),
             }
-            continue;
-        }
-        if let Some(block) = current.as_mut() {
+        } else if let Some((_, block)) = open.as_mut() {
             block.push_str(line);
             block.push('\n');
         }
     }
-    out.retain(|b| !b.starts_with('\u{0}'));
     out
 }
 

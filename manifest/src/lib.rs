@@ -201,7 +201,7 @@ fn locate() -> Result<PathBuf, String> {
         }
     };
     if path.is_file() {
-        return Ok(path.canonicalize().unwrap_or(path));
+        return Ok(path);
     }
     let how = if std::env::var_os(MANIFEST_ENV).is_some() {
         format!(

@@ -33,8 +33,7 @@ pub const PRODUCT_CODE_ENV: &str = "MARKETGATE_PRODUCT_CODE";
 pub const STARTUP_TIMEOUT_ENV: &str = "MARKETGATE_STARTUP_TIMEOUT_SECS";
 /// Seconds `main` gets to return after SIGTERM/SIGINT before the process
 /// exits (default 10). With the check-in before it and the flush after it,
-/// leave the task 60 s to stop (ECS `stopTimeout`, Kubernetes
-/// `terminationGracePeriodSeconds`); the defaults are 30 s.
+/// see [`Options::max_exit_after_signal`] for the stop timeout a task needs.
 pub const SIGNAL_GRACE_ENV: &str = "MARKETGATE_SIGNAL_GRACE_SECS";
 
 /// Checkpoint interval in milliseconds; only shorter than the 10 s default
@@ -375,6 +374,17 @@ impl Options {
     pub fn flush_budget(mut self, budget: Duration) -> Self {
         self.flush_budget = budget;
         self
+    }
+
+    /// The longest the runtime can take from SIGTERM or SIGINT to the end
+    /// of the process: the license check-in (one call attempt), `main`'s
+    /// grace, then the final flush (25 s with the defaults). Give the task
+    /// more than this to stop (ECS `stopTimeout`, Kubernetes
+    /// `terminationGracePeriodSeconds`), or the last report can be cut off
+    /// by SIGKILL.
+    #[must_use]
+    pub fn max_exit_after_signal(&self) -> Duration {
+        self.call_timeout + self.signal_grace + self.flush_budget
     }
 
     /// Replaces the wall clock that decides hours (`dev` builds only: tests
@@ -970,6 +980,19 @@ pub async fn main_finish(guard: Guard) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_exit_after_a_signal_adds_check_in_grace_and_flush() {
+        assert_eq!(
+            Options::default().max_exit_after_signal(),
+            Duration::from_secs(25)
+        );
+        let options = Options::default()
+            .call_timeout(Duration::from_secs(2))
+            .handle_signals(true, Duration::from_secs(30))
+            .flush_budget(Duration::from_secs(4));
+        assert_eq!(options.max_exit_after_signal(), Duration::from_secs(36));
+    }
 
     const FREE: Product = Product::__new(
         "a",

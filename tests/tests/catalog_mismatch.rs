@@ -1,6 +1,7 @@
 //! Call sites compiled against another manifest are refused when a catalog
 //! is installed (a test binary of its own: the foreign call sites linked in
-//! here would poison every other test).
+//! here would poison every other test). And the catalog a build embeds is
+//! the one `marketgate-sim manifest` shows for the same file.
 
 use marketgate::testing;
 
@@ -20,4 +21,43 @@ fn installing_a_catalog_checks_every_linked_call_site() {
     );
     // Nothing was granted: the foreign function is still denied.
     assert!(foreign(1).is_err());
+}
+
+/// `marketgate-sim manifest` reads the manifest with the macros' own code,
+/// but decides which features are paid paths itself; the runtime decides it
+/// from the embedded catalog. Both must agree, as must everything else the
+/// check prints.
+#[test]
+fn the_manifest_check_describes_the_embedded_catalog() {
+    let embedded = marketgate_tests::catalog();
+    let path = std::path::Path::new(embedded.manifest_path());
+    let checked = marketgate_manifest::read(path)
+        .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.messages.join("\n")));
+    assert_eq!(checked.fingerprint, embedded.fingerprint());
+    assert_eq!(checked.features, embedded.features());
+    assert_eq!(checked.dimensions, embedded.dimensions());
+    let codes: Vec<&str> = embedded.products().iter().map(|p| p.code()).collect();
+    assert_eq!(
+        checked
+            .products
+            .iter()
+            .map(|p| p.code.as_str())
+            .collect::<Vec<_>>(),
+        codes
+    );
+    let mut paid = 0;
+    for (index, feature) in checked.features.iter().enumerate() {
+        let paid_here = checked.is_paid_feature(index);
+        assert_eq!(
+            paid_here,
+            !embedded.free_features().contains(index),
+            "feature `{feature}`: the check and the runtime disagree on whether it is paid"
+        );
+        paid += usize::from(paid_here);
+    }
+    // The tests' manifest has both kinds, so the comparison means something.
+    assert!(
+        paid > 0 && paid < checked.features.len(),
+        "{paid} paid features"
+    );
 }

@@ -52,10 +52,12 @@ fn policy_for(pricing: &str) -> &'static str {
     }
 }
 
-/// The shutdown work after SIGTERM, at its defaults (`lifecycle.rs`): one
-/// `CheckInLicense` attempt (5 s call timeout), `main`'s grace (10 s), then
-/// the shutdown that flushes the open hour (bounded by 20 s).
-const SHUTDOWN_WORST_CASE_SECS: u64 = 5 + 10 + 20;
+/// The runtime's own bound on the work after SIGTERM, at its defaults.
+fn exit_after_signal_secs() -> u64 {
+    marketgate::Options::default()
+        .max_exit_after_signal()
+        .as_secs()
+}
 
 fn workspace() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -448,10 +450,11 @@ fn ecs_task_definitions_run_read_only_non_root_and_stop_gracefully() {
         let user = c["User"].as_str().expect("User");
         assert_ne!(uid(user), 0, "{name}: User {user} must not be root");
         let stop = c["StopTimeout"].as_u64().expect("StopTimeout");
+        let needed = exit_after_signal_secs();
         assert!(
-            (30..=120).contains(&stop) && stop > SHUTDOWN_WORST_CASE_SECS,
-            "{name}: StopTimeout {stop} must exceed the runtime's shutdown \
-             ({SHUTDOWN_WORST_CASE_SECS} s) and stay within Fargate's 120 s"
+            (30..=120).contains(&stop) && stop > needed,
+            "{name}: StopTimeout {stop} must exceed the runtime's exit after a signal \
+             ({needed} s) and stay within Fargate's 120 s"
         );
 
         let volumes: Vec<&Json> = props["Volumes"]
