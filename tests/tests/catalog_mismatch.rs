@@ -36,7 +36,11 @@ fn the_manifest_check_describes_the_embedded_catalog() {
     assert_eq!(checked.fingerprint, embedded.fingerprint());
     assert_eq!(checked.features, embedded.features());
     assert_eq!(checked.dimensions, embedded.dimensions());
-    let codes: Vec<&str> = embedded.products().iter().map(|p| p.code()).collect();
+    let codes: Vec<&str> = embedded
+        .products()
+        .iter()
+        .map(marketgate::Product::code)
+        .collect();
     assert_eq!(
         checked
             .products
