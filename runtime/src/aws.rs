@@ -3,10 +3,12 @@
 //! Clients are built from a bare service config — Region, the default
 //! credentials chain, no SDK retries (the runtime retries with its own
 //! budget) — and never from `SdkConfig`, which is where the SDK applies
-//! `AWS_ENDPOINT_URL*` and `endpoint_url` in AWS config files. A buyer who
-//! controls the container's environment therefore cannot point these two
-//! services at a fake AWS (DESIGN §6). Only a build with the `dev` cargo
-//! feature honours `MARKETGATE_ENDPOINT`, for the simulator.
+//! `AWS_ENDPOINT_URL*` and `endpoint_url` in AWS config files. Each client
+//! gets an explicit endpoint from the compiled-in Region rule and an HTTP
+//! client whose trust store is compiled in ([`crate::transport`]), so a
+//! buyer who controls the container's environment and file system cannot
+//! point these two services at a fake AWS. Only a build with the `dev`
+//! cargo feature honours `MARKETGATE_ENDPOINT`, for the simulator.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -21,12 +23,20 @@ use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use aws_types::region::Region;
 
-/// Environment variables that redirect AWS SDKs, which release builds ignore.
+use crate::transport::{self, Trust, endpoints::EndpointError};
+
+/// Environment variables that redirect AWS SDKs, which every build ignores
+/// (`dev` builds follow `MARKETGATE_ENDPOINT` only).
 pub(crate) const ENDPOINT_OVERRIDES: &[&str] = &[
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_MARKETPLACE_METERING",
     "AWS_ENDPOINT_URL_LICENSE_MANAGER",
+    "SMITHY_CLIENT_SDK_CUSTOM_PARTITION",
 ];
+
+/// Environment variables that name certificate authorities to trust, which
+/// builds without `dev` ignore (they trust only the compiled-in roots).
+pub(crate) const TRUST_OVERRIDES: &[&str] = &["SSL_CERT_FILE", "SSL_CERT_DIR"];
 
 /// The development endpoint variable (honoured only with the `dev` feature).
 pub(crate) const DEV_ENDPOINT: &str = "MARKETGATE_ENDPOINT";
@@ -59,6 +69,14 @@ pub(crate) fn report_ignored_overrides(endpoint: &Endpoint) {
     if let Some(file) = config_file_endpoint() {
         ignored.push(format!("endpoint_url in {file}"));
     }
+    if *endpoint == Endpoint::Aws {
+        ignored.extend(
+            TRUST_OVERRIDES
+                .iter()
+                .filter(|v| std::env::var_os(v).is_some())
+                .map(|v| (*v).to_owned()),
+        );
+    }
     #[cfg(not(feature = "dev"))]
     if std::env::var_os(DEV_ENDPOINT).is_some() {
         ignored.push(format!(
@@ -70,8 +88,9 @@ pub(crate) fn report_ignored_overrides(endpoint: &Endpoint) {
             target: "marketgate",
             ignored = %ignored.join(", "),
             endpoint = ?endpoint,
-            "ignoring AWS endpoint overrides: AWS Marketplace Metering and License Manager \
-             are always called at AWS's own endpoints"
+            "ignoring AWS endpoint and trust overrides: AWS Marketplace Metering and License \
+             Manager are always called at AWS's own endpoints, trusting only the Amazon Trust \
+             Services roots built into this binary"
         );
     }
 }
@@ -89,13 +108,29 @@ fn config_file_endpoint() -> Option<String> {
         .then(|| path.display().to_string())
 }
 
-/// Builds both clients for `region`.
+/// Builds both clients for `region`: AWS's endpoints for it by the
+/// compiled-in rule, or the development endpoint (`dev` builds).
 pub(crate) async fn clients(
     region: &str,
     endpoint: &Endpoint,
     static_credentials: Option<(String, String)>,
     call_timeout: Duration,
-) -> Clients {
+) -> Result<Clients, EndpointError> {
+    // Checked in every build: the Region also goes into the signing scope.
+    let aws = transport::endpoints::for_region(region)?;
+    let partition = aws.partition;
+    let (metering_url, licenses_url, trust) = match endpoint {
+        Endpoint::Aws => (aws.metering, aws.license_manager, Trust::AwsRoots),
+        Endpoint::Dev(url) => (url.clone(), url.clone(), Trust::AwsRootsAndSystem),
+    };
+    tracing::debug!(
+        target: "marketgate",
+        %partition,
+        metering = %metering_url,
+        license_manager = %licenses_url,
+        ?trust,
+        "AWS endpoints"
+    );
     let region = Region::new(region.to_owned());
     let credentials = match static_credentials {
         Some((key, secret)) => SharedCredentialsProvider::new(
@@ -112,27 +147,28 @@ pub(crate) async fn clients(
         .operation_attempt_timeout(call_timeout)
         .connect_timeout(call_timeout.min(Duration::from_secs(5)))
         .build();
+    let http = transport::http_client(trust);
 
-    let mut metering = aws_sdk_marketplacemetering::Config::builder()
+    let metering = aws_sdk_marketplacemetering::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(region.clone())
+        .endpoint_url(metering_url)
+        .http_client(http.clone())
         .credentials_provider(credentials.clone())
         .retry_config(RetryConfig::disabled())
         .timeout_config(timeouts.clone());
-    let mut licenses = aws_sdk_licensemanager::Config::builder()
+    let licenses = aws_sdk_licensemanager::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(region)
+        .endpoint_url(licenses_url)
+        .http_client(http)
         .credentials_provider(credentials)
         .retry_config(RetryConfig::disabled())
         .timeout_config(timeouts);
-    if let Endpoint::Dev(url) = endpoint {
-        metering = metering.endpoint_url(url);
-        licenses = licenses.endpoint_url(url);
-    }
-    Clients {
+    Ok(Clients {
         metering: aws_sdk_marketplacemetering::Client::from_conf(metering.build()),
         licenses: aws_sdk_licensemanager::Client::from_conf(licenses.build()),
-    }
+    })
 }
 
 /// Whether retrying can help.
@@ -174,6 +210,10 @@ pub struct AwsFailure {
 impl fmt::Display for AwsFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.code, self.status) {
+            // The runtime's own codes: the message says it all.
+            (Some(code), _) if code.starts_with("marketgate:") => {
+                write!(f, "{}: {}", self.operation, self.message)
+            }
             (Some(code), _) => write!(f, "{} failed with {code}: {}", self.operation, self.message),
             (None, Some(status)) => {
                 write!(
@@ -198,9 +238,16 @@ impl AwsFailure {
     pub(crate) fn is_missing_credentials(&self) -> bool {
         self.code.as_deref() == Some(NO_CREDENTIALS)
     }
+
+    /// Whether the TLS handshake failed because the peer's certificate does
+    /// not chain to the trusted roots: whatever answered is not AWS.
+    pub(crate) fn is_untrusted_certificate(&self) -> bool {
+        self.code.as_deref() == Some(UNTRUSTED_CERTIFICATE)
+    }
 }
 
 const NO_CREDENTIALS: &str = "marketgate:NoCredentials";
+const UNTRUSTED_CERTIFICATE: &str = "marketgate:UntrustedCertificate";
 
 /// Codes that mean "slow down or try later" for both services. License
 /// Manager's `RateLimitExceededException` is not retried by the SDK itself
@@ -266,6 +313,23 @@ where
             message: error_chain(error),
             status: None,
             retry,
+            delivery: Delivery::NotSent,
+        };
+    }
+    // Before anything else reaches AWS: a certificate that does not chain to
+    // the compiled-in roots means something else answered. Retried like any
+    // network failure while running (an interceptor may go away, and usage
+    // must never be written off because of one); start-up refuses at once.
+    if let Some(problem) = transport::untrusted_certificate(error) {
+        return AwsFailure {
+            operation,
+            code: Some(UNTRUSTED_CERTIFICATE.to_owned()),
+            message: format!(
+                "the TLS certificate that answered is not from AWS: it does not chain to the \
+                 Amazon Trust Services roots built into this binary ({problem})"
+            ),
+            status: None,
+            retry: Retry::Transient,
             delivery: Delivery::NotSent,
         };
     }

@@ -57,6 +57,23 @@
 //! Until start-up has verified entitlement, every check is denied: the
 //! runtime fails closed.
 
+// An optimised build is what gets shipped; `dev` or `testing` in one is a
+// packaging mistake that would let the container's environment redirect AWS
+// calls or grant entitlements. Catch it at compile time.
+#[cfg(all(
+    any(feature = "dev", feature = "testing"),
+    not(debug_assertions),
+    not(feature = "allow-dev-in-optimized-builds")
+))]
+compile_error!(
+    "marketgate's `dev` or `testing` feature is enabled in an optimised build (no debug \
+     assertions, e.g. `cargo build --release`). Those features let the environment redirect AWS \
+     calls or grant entitlements, so a binary you ship must not have them: build it with \
+     `--no-default-features` if your crate turns them on by default (as marketgate's examples \
+     do). For benchmarks or optimised test runs only, also enable marketgate's \
+     `allow-dev-in-optimized-builds` feature."
+);
+
 mod aws;
 mod call_site;
 mod catalog;
@@ -75,6 +92,7 @@ mod signature;
 mod status;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod transport;
 mod usage;
 mod verify;
 
@@ -101,6 +119,7 @@ pub use status::{
     CallStatus, LicenseStatus, MeteringStatus, PendingRecord, ProductStatus, RegionStatus,
     RunState, Status, UnbillableRecord, status,
 };
+pub use transport::endpoints::EndpointError;
 pub use usage::record_tagged_usage;
 
 #[doc(inline)]

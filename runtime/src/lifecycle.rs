@@ -24,6 +24,7 @@ use crate::region::{RegionError, RegionSource, RegionSources};
 use crate::retry::Backoff;
 use crate::signature::SignatureError;
 use crate::status::{self, ProductStatus, RegionStatus, RunState};
+use crate::transport::endpoints::EndpointError;
 use crate::verify::{self, Consumption};
 
 /// The deployment setting that picks the product (Helm value, task
@@ -85,6 +86,22 @@ pub enum StartError {
     /// No Region could be determined.
     #[error(transparent)]
     Region(#[from] RegionError),
+    /// The Region cannot be turned into AWS endpoints.
+    #[error("{error} (the Region came from {region_source})")]
+    Endpoint {
+        /// What is wrong with it.
+        error: EndpointError,
+        /// Where it came from.
+        region_source: RegionSource,
+    },
+    /// Whatever answered at AWS's address is not AWS.
+    #[error(
+        "{0}. Something between this task and AWS is impersonating it: an intercepting (TLS \
+         inspecting) proxy named by HTTPS_PROXY or ALL_PROXY, a custom certificate authority, or \
+         a DNS or /etc/hosts override of the AWS host name. Remove it, or let the proxy tunnel \
+         the connection (CONNECT) without inspecting it"
+    )]
+    UntrustedPeer(AwsFailure),
     /// The AWS credentials chain found nothing.
     #[error(
         "no AWS credentials ({0}): give the ECS task a task role, or the EKS pod an IAM role \
@@ -587,11 +604,7 @@ fn launch(catalog: &'static Catalog, options: Options, reply: Reply) -> Result<G
         tier: product.tier(),
         pricing: product.pricing(),
     });
-    #[cfg(feature = "testing")]
-    tracing::warn!(
-        target: "marketgate",
-        "built with the `testing` feature: code in this process can grant entitlements"
-    );
+    announce_development_build();
     let (commands, receiver) = mpsc::unbounded_channel();
     let shutdown_timeout = options.shutdown_timeout;
     let thread = std::thread::Builder::new()
@@ -620,6 +633,28 @@ fn launch(catalog: &'static Catalog, options: Options, reply: Reply) -> Result<G
         thread: Some(thread),
         shutdown_timeout,
     })
+}
+
+/// Says loudly, at every start, that this is not a build to ship: the
+/// features it was compiled with and what they allow. `status()` carries the
+/// same flags (`dev_build`, `testing_build`).
+fn announce_development_build() {
+    #[cfg(feature = "dev")]
+    tracing::warn!(
+        target: "marketgate",
+        feature = "dev",
+        "built with marketgate's `dev` feature: MARKETGATE_ENDPOINT (or Options::endpoint) can \
+         send every AWS call to another endpoint, trusting the system's certificate \
+         authorities, and the Region, credentials and clock can be overridden; never ship this \
+         build (build the image with --no-default-features)"
+    );
+    #[cfg(feature = "testing")]
+    tracing::warn!(
+        target: "marketgate",
+        feature = "testing",
+        "built with marketgate's `testing` feature: code in this process can grant entitlements \
+         without AWS (marketgate::testing); never ship this build"
+    );
 }
 
 /// Region, clients and the pricing model's verification.
@@ -653,7 +688,11 @@ async fn verify_product(
         options.dev_credentials.clone(),
         options.call_timeout,
     )
-    .await;
+    .await
+    .map_err(|error| StartError::Endpoint {
+        error,
+        region_source: region.source,
+    })?;
     let cx = verify::Context {
         catalog,
         product,

@@ -69,6 +69,20 @@ impl Context<'_> {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, AwsFailure>>,
     {
+        // A fake AWS does not become real by waiting: at start-up an
+        // untrusted certificate refuses at once.
+        let mut op = op;
+        let op = move || {
+            let attempt = op();
+            async move {
+                attempt.await.map_err(|mut failure| {
+                    if failure.is_untrusted_certificate() {
+                        failure.retry = crate::aws::Retry::Permanent;
+                    }
+                    failure
+                })
+            }
+        };
         let result = self
             .backoff
             .run(op, |failure, retry_in| {
@@ -104,6 +118,9 @@ impl Context<'_> {
         let product = self.product.name();
         if failure.is_missing_credentials() {
             return StartError::Credentials(failure);
+        }
+        if failure.is_untrusted_certificate() {
+            return StartError::UntrustedPeer(failure);
         }
         match failure.code.as_deref() {
             Some("PlatformNotSupportedException") => StartError::NotOnAws(failure),

@@ -306,6 +306,35 @@ async fn an_untrusted_product_code_is_refused_before_any_call() {
 }
 
 #[tokio::test]
+async fn a_region_that_is_not_an_aws_region_is_refused_before_any_call() {
+    let _serial = serial().await;
+    let sim = simulator(config()).await;
+    // Each would put something other than a Region into the AWS host name.
+    for region in [
+        "us-east-1.attacker.example",
+        "us-east-1:8443",
+        "cn-northwest-1",
+    ] {
+        let err = marketgate::start_with(
+            catalog(),
+            options(&sim.endpoint(), PRO, "AKIDBADREGION").region(region),
+        )
+        .await
+        .expect_err(region);
+        let message = err.to_string();
+        assert!(
+            matches!(err, StartError::Endpoint { .. }),
+            "{region}: {message}"
+        );
+        assert!(
+            message.contains(region) && message.contains("development options"),
+            "the message names the value and its source: {message}"
+        );
+    }
+    assert!(sim.calls().is_empty(), "{:?}", sim.calls());
+}
+
+#[tokio::test]
 async fn off_ecs_eks_fargate_start_up_says_to_use_the_simulator() {
     let _serial = serial().await;
     let mut config = config();
