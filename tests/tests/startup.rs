@@ -569,6 +569,56 @@ async fn retries_stop_at_the_start_up_budget() {
     );
 }
 
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_development_build_announces_itself_at_start_up() {
+    let _serial = serial().await;
+    let sim = simulator(config()).await;
+    let log = Captured::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The announcement is made on the thread that starts the runtime.
+    let scope = tracing::subscriber::set_default(subscriber);
+    let guard = marketgate::start_with(catalog(), options(&sim.endpoint(), PRO, "AKIDANNOUNCE"))
+        .await
+        .expect("verified");
+    drop(scope);
+    let status = status();
+    guard.shutdown().await;
+    let log = String::from_utf8(log.0.lock().expect("log buffer").clone()).expect("UTF-8");
+    // This crate's tests build marketgate with both features.
+    for (feature, allows) in [
+        ("dev", "MARKETGATE_ENDPOINT"),
+        ("testing", "grant entitlements without AWS"),
+    ] {
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("built with marketgate's `{feature}` feature")))
+            .unwrap_or_else(|| panic!("no warning for `{feature}` in:\n{log}"));
+        assert!(
+            line.contains("WARN") && line.contains(allows) && line.contains("never ship"),
+            "{line}"
+        );
+    }
+    assert!(status.dev_build && status.testing_build);
+}
+
 #[tokio::test]
 async fn status_serialises_for_a_health_endpoint() {
     let _serial = serial().await;
