@@ -49,7 +49,7 @@ fn flush(c: &mut Criterion) {
         .credentials("AKIDBENCHFLUSH", "bench")
         .state_dir(&dir)
         .checkpoint_interval(Duration::from_millis(1))
-        .handle_signals(false, Duration::ZERO)
+        .handle_signals(false)
         .clock(move || clock.now());
     let guard = runtime
         .block_on(marketgate::start_with(marketgate::catalog!(), options))

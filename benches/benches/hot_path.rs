@@ -1,5 +1,6 @@
 //! The cost of `#[entitled]` and `#[metered]` against the same function
-//! unannotated and against the hand-written alternatives of DESIGN §9, in
+//! unannotated and against the hand-written alternatives (`RwLock<HashSet>`, `ArcSwap`,
+//! `metrics::counter!`, `Mutex<HashMap>`), in
 //! one run. Read the results as ratios (`benches/ratios.py`), never as
 //! absolute times: these machines are shared and noisy.
 

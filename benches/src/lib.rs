@@ -1,2 +1,2 @@
 //! Benchmarks live in `benches/`; run `cargo bench -p marketgate-benches`
-//! and then `python3 benches/ratios.py` for the ratios DESIGN §9 targets.
+//! and then `python3 benches/ratios.py` for the ratios the README's "Cost" section states.

@@ -12,7 +12,7 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::metering::Clock;
+use crate::time::Clock;
 
 /// The variable that turns it on.
 pub(crate) const DEV_CLOCK_ENV: &str = "MARKETGATE_DEV_CLOCK";

@@ -82,7 +82,7 @@ pub(crate) fn active_product() -> Option<&'static Product> {
 /// (contract products); other models grant their declared features.
 ///
 /// A free product grants only free features, whatever AWS said: a paid path
-/// needs a verified paid product (DESIGN §3).
+/// needs a verified paid product (the README's "The manifest").
 pub(crate) fn grants(catalog: &Catalog, product: &Product, licensed: FeatureSet) -> FeatureSet {
     let declared = match product.pricing() {
         Pricing::Contract => licensed.intersection(product.features()),

@@ -82,25 +82,24 @@ mod denied;
 #[cfg(feature = "dev")]
 mod dev_clock;
 mod entitlement;
-mod journal;
 mod license;
-mod lifecycle;
 mod metering;
+mod random;
 mod region;
-mod retry;
 mod signature;
+mod start;
 mod status;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
-mod transport;
+mod time;
 mod usage;
-mod verify;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
-pub use aws::AwsFailure;
+pub use aws::failure::AwsFailure;
+pub use aws::transport::endpoints::EndpointError;
 pub use call_site::CatalogMismatch;
 pub use catalog::{
     Catalog, EntitlementSpec, FeatureSet, LicenseSpec, MAX_DIMENSIONS, MAX_FEATURES, Pricing,
@@ -108,18 +107,17 @@ pub use catalog::{
 };
 pub use denied::{DenialReason, Denied, Subject};
 pub use entitlement::InstallError;
-pub use lifecycle::{
+pub use region::{DiscoveredRegion, RegionError, RegionSource, RegionSources};
+pub use signature::SignatureError;
+pub use start::{
     CHECKPOINT_INTERVAL_ENV, DEFAULT_STATE_DIR, Guard, Options, PRODUCT_CODE_ENV, SIGNAL_GRACE_ENV,
     STARTUP_TIMEOUT_ENV, STATE_DIR_ENV, StartError, start, start_blocking, start_blocking_with,
     start_with,
 };
-pub use region::{DiscoveredRegion, RegionError, RegionSource, RegionSources};
-pub use signature::{RegistrationClaims, SignatureError, verify_registration};
 pub use status::{
     CallStatus, LicenseStatus, MeteringStatus, PendingRecord, ProductStatus, RegionStatus,
     RunState, Status, UnbillableRecord, status,
 };
-pub use transport::endpoints::EndpointError;
 pub use usage::record_tagged_usage;
 
 #[doc(inline)]

@@ -10,8 +10,8 @@ pub use crate::catalog::{
 pub use crate::counters::record;
 pub use crate::denied::Denied;
 pub use crate::entitlement::{dimension_enabled, explain, feature_granted};
-pub use crate::lifecycle::{main_finish, main_finish_blocking, main_start, main_start_blocking};
-pub use crate::metering::record_tagged;
+pub use crate::start::{main_finish, main_finish_blocking, main_start, main_start_blocking};
+pub use crate::usage::record_tagged;
 pub use crate::usage::{TagPair, tags};
 
 /// Return types that can carry a denial.

@@ -2,7 +2,8 @@
 //!
 //! Never configured by the seller and never hard-coded: `RegisterUsage` must
 //! be called in the Region where the task or pod was launched
-//! (`InvalidRegionException` otherwise). Sources, in order (DESIGN §5):
+//! (`InvalidRegionException` otherwise; docs/aws-rules.md, "Region"). Sources,
+//! in order:
 //! `AWS_REGION`, `AWS_DEFAULT_REGION` (ECS sets both; the EKS pod-identity
 //! webhook may), the ECS task metadata endpoint v4 (`TaskARN` or
 //! `AvailabilityZone`), then EC2 IMDSv2 (`placement/region`).

@@ -61,15 +61,15 @@ pub enum SignatureError {
 
 /// What a verified signature says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegistrationClaims {
+pub(crate) struct RegistrationClaims {
     /// The product code AWS registered.
-    pub product_code: String,
+    pub(crate) product_code: String,
     /// The key version.
-    pub public_key_version: u32,
+    pub(crate) public_key_version: u32,
     /// The nonce of the request.
-    pub nonce: String,
+    pub(crate) nonce: String,
     /// Issued-at, seconds since the epoch, if present.
-    pub issued_at: Option<i64>,
+    pub(crate) issued_at: Option<i64>,
 }
 
 /// Verifies `token` against `key` and checks that it answers exactly this
@@ -77,7 +77,7 @@ pub struct RegistrationClaims {
 ///
 /// # Errors
 /// [`SignatureError`] on any defect; there is no partial acceptance.
-pub fn verify_registration(
+pub(crate) fn verify_registration(
     token: &str,
     key: &RegistrationKey,
     product_code: &str,

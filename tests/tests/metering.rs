@@ -70,7 +70,7 @@ async fn start(sim: &Simulator, task: &str, dir: &PathBuf) -> Guard {
         .flush_budget(Duration::from_secs(20))
         .shutdown_timeout(Duration::from_secs(40))
         .call_timeout(Duration::from_secs(2))
-        .handle_signals(false, Duration::ZERO)
+        .handle_signals(false)
         .clock(move || clock.now());
     marketgate::start_with(marketgate_tests::catalog(), options)
         .await
@@ -454,7 +454,7 @@ async fn unconfirmed_records_are_resent_identically_after_a_restart() {
         .state_dir(&dir)
         .checkpoint_interval(Duration::from_millis(20))
         .flush_budget(Duration::from_millis(300))
-        .handle_signals(false, Duration::ZERO)
+        .handle_signals(false)
         .clock(move || clock.now());
     let guard = marketgate::start_with(marketgate_tests::catalog(), options)
         .await

@@ -45,7 +45,7 @@ fn options(endpoint: &str, code: &str, task: &str) -> Options {
         .region("us-east-1")
         .credentials(task, "not-a-real-secret")
         .startup_timeout(Duration::from_secs(10))
-        .handle_signals(false, Duration::ZERO)
+        .handle_signals(false)
         .state_dir(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../target/tests/startup")

@@ -16,7 +16,7 @@ fn options(sim: &Simulator, code: &str, task: &str) -> Options {
         .region(sim.region())
         .credentials(task, "demo-secret")
         .startup_timeout(Duration::from_secs(10))
-        .handle_signals(false, Duration::ZERO)
+        .handle_signals(false)
         // The metering journal of this demo run, not a system directory.
         .state_dir(std::env::temp_dir().join(format!("marketgate-demo-{}", std::process::id())))
 }

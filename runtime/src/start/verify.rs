@@ -1,16 +1,17 @@
-//! Start-up verification, one way per pricing model (DESIGN §5).
-
-use std::fmt::Write as _;
-use std::time::{Duration, SystemTime};
+//! Start-up verification, one way per pricing model: `RegisterUsage` with
+//! signature verification (hourly, monthly), a `MeterUsage` dry run of every
+//! dimension (custom), `CheckoutLicense` (contract); docs/aws-rules.md.
 
 use aws_sdk_licensemanager::types::{CheckoutType, EntitlementData, EntitlementDataUnit};
 use aws_smithy_types::DateTime;
 
+use super::StartError;
+use crate::aws::retry::{Backoff, Exhausted};
 use crate::aws::{AwsFailure, Clients, classify};
 use crate::catalog::{Catalog, FeatureSet, Pricing, Product, RegistrationKey};
-use crate::lifecycle::StartError;
+use crate::license::{Consumption, features_for};
+use crate::random::random_hex;
 use crate::region::DiscoveredRegion;
-use crate::retry::{Backoff, Exhausted};
 use crate::signature;
 use crate::status::{self, LicenseStatus};
 
@@ -24,34 +25,6 @@ pub(crate) struct Verified {
     pub(crate) consumption: Option<Consumption>,
 }
 
-/// A PROVISIONAL License Manager checkout this process holds.
-#[derive(Debug, Clone)]
-pub(crate) struct Consumption {
-    pub(crate) token: String,
-    pub(crate) license_arn: String,
-    pub(crate) allowed: Vec<String>,
-}
-
-/// `count` random bytes as lowercase hex.
-pub(crate) fn random_hex(count: usize) -> String {
-    let mut bytes = vec![0u8; count];
-    // A failing system RNG must not yield a predictable nonce or token.
-    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
-        let fallback = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        bytes = fallback.to_le_bytes().repeat(count.div_ceil(16));
-        bytes.truncate(count);
-        tracing::error!(target: "marketgate", "system random number generator failed");
-    }
-    bytes
-        .iter()
-        .fold(String::with_capacity(count * 2), |mut hex, b| {
-            let _ = write!(hex, "{b:02x}");
-            hex
-        })
-}
-
 /// Context for turning AWS failures into start-up errors.
 pub(crate) struct Context<'a> {
     pub(crate) catalog: &'static Catalog,
@@ -59,7 +32,7 @@ pub(crate) struct Context<'a> {
     pub(crate) region: &'a DiscoveredRegion,
     pub(crate) clients: &'a Clients,
     pub(crate) backoff: Backoff,
-    pub(crate) clock: &'a crate::metering::Clock,
+    pub(crate) clock: &'a crate::time::Clock,
 }
 
 impl Context<'_> {
@@ -277,20 +250,6 @@ async fn dry_run(cx: &Context<'_>) -> Result<Verified, StartError> {
     })
 }
 
-/// Features a checkout that allowed the named entitlements unlocks: the
-/// product's own features plus those of each allowed entitlement.
-pub(crate) fn features_for(product: &Product, allowed: &[String]) -> FeatureSet {
-    product
-        .license()
-        .map(|l| {
-            l.entitlements()
-                .iter()
-                .filter(|e| allowed.iter().any(|a| a == e.name()))
-                .fold(l.base_features(), |set, e| set.union(e.features()))
-        })
-        .unwrap_or_default()
-}
-
 /// `CheckoutLicense` PROVISIONAL for the manifest's entitlements.
 async fn checkout(cx: &Context<'_>) -> Result<Verified, StartError> {
     let product = cx.product;
@@ -384,11 +343,3 @@ async fn checkout(cx: &Context<'_>) -> Result<Verified, StartError> {
         }),
     })
 }
-
-/// Default interval between license re-checks (AWS recommends 15 minutes).
-pub(crate) const LICENSE_CHECK: Duration = Duration::from_mins(15);
-/// Default interval between consumption extensions: half the 60-minute TTL.
-pub(crate) const LICENSE_EXTEND: Duration = Duration::from_mins(30);
-/// Longest allowed extension interval: a consumption must never lapse while
-/// the process runs (that would free its seat for another container).
-pub(crate) const LICENSE_EXTEND_MAX: Duration = Duration::from_mins(45);

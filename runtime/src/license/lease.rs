@@ -1,7 +1,7 @@
 //! Keeping one License Manager consumption alive for the life of the process.
 //!
 //! A PROVISIONAL checkout holds its seat for 60 minutes and is checked back
-//! in automatically after that (AWS-FACTS §3). The runtime extends it well
+//! in automatically after that (see the module above). The runtime extends it well
 //! before expiry, re-reads the license every 15 minutes with `GetLicense`
 //! (which takes no seat, so a 1-seat contract is never locked out by
 //! re-checks), and checks it in on shutdown.
@@ -15,11 +15,11 @@
 
 use std::time::Duration;
 
+use super::{Consumption, features_for};
 use crate::aws::{Clients, classify};
 use crate::catalog::{Catalog, Product};
 use crate::entitlement;
 use crate::status;
-use crate::verify::{Consumption, features_for};
 
 /// Timing of the keep-alive work.
 #[derive(Clone, Copy, Debug)]

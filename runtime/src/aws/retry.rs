@@ -1,15 +1,15 @@
 //! Exponential backoff with jitter, bounded by a time budget.
 //!
 //! AWS's guidance for RegisterUsage and MeterUsage is to retry transient
-//! errors "for up to 30 minutes, with exponential back off" (AWS-FACTS §1,
-//! §2); the budget is configurable.
+//! errors "for up to 30 minutes, with exponential back off"
+//! (docs/aws-rules.md, "Retries"); the budget is configurable.
 
 use std::future::Future;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::aws::{AwsFailure, Retry};
+use super::{AwsFailure, Retry};
 
 /// How to retry.
 #[derive(Clone, Copy, Debug)]
@@ -38,22 +38,13 @@ pub(crate) enum Exhausted {
     },
 }
 
-/// A random fraction in [0.5, 1.0) for "equal jitter": spreads retries of
-/// many tasks without ever retrying immediately.
-fn jitter() -> f64 {
-    let mut byte = [0u8; 2];
-    // A failure of the system RNG only loses the jitter, not the retry.
-    let _ = aws_lc_rs::rand::fill(&mut byte);
-    0.5 + f64::from(u16::from_le_bytes(byte)) / f64::from(u16::MAX) / 2.0
-}
-
 impl Backoff {
     /// The delay before retry number `attempt` (1-based).
     pub(crate) fn delay(&self, attempt: u32) -> Duration {
         let exp = self
             .initial
             .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(20)));
-        exp.min(self.max).mul_f64(jitter())
+        exp.min(self.max).mul_f64(crate::random::jitter())
     }
 
     /// Runs `call` until it succeeds, fails permanently, or the budget is

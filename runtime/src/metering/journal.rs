@@ -28,16 +28,19 @@ use std::path::{Path, PathBuf};
 use aws_lc_rs::digest::{SHA256, digest};
 use serde::{Deserialize, Serialize};
 
+use crate::usage::Tags;
+
 /// Frames larger than this are treated as corruption. The largest real one
 /// is a record with 2500 allocations of 5 maximal tags (about 4.5 MB).
 const MAX_FRAME: usize = 8 << 20;
 /// Journal format version, in the header frame.
 const VERSION: u32 = 1;
 
-/// Tag set of tagged usage: sorted `(key, value)` pairs; empty = untagged.
-pub(crate) type Tags = Vec<(String, String)>;
-
 /// One journaled state change. Hours are epoch seconds of the hour's start.
+///
+/// The one-letter names on disk (`d`, `h`, `q`, `t`) keep frames small and
+/// the format unchanged since version 1; in code the fields have their
+/// names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "e")]
 pub(crate) enum Event {
@@ -50,28 +53,38 @@ pub(crate) enum Event {
     },
     /// Units recorded (a checkpoint) into the bucket of hour `h`.
     Add {
-        d: String,
-        h: i64,
-        q: u64,
+        #[serde(rename = "d")]
+        dimension: String,
+        #[serde(rename = "h")]
+        hour: i64,
+        #[serde(rename = "q")]
+        quantity: u64,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        t: Tags,
+        #[serde(rename = "t")]
+        tags: Tags,
     },
     /// Units moved from the bucket of hour `from` to the bucket of hour `to`.
     Carry {
-        d: String,
+        #[serde(rename = "d")]
+        dimension: String,
         from: i64,
         to: i64,
-        q: u64,
+        #[serde(rename = "q")]
+        quantity: u64,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        t: Tags,
+        #[serde(rename = "t")]
+        tags: Tags,
     },
     /// A `MeterUsage` record for hour `h`, made from units of the bucket of
     /// hour `from`; from now on it is sent with exactly these parameters.
     Assign {
-        d: String,
+        #[serde(rename = "d")]
+        dimension: String,
         from: i64,
-        h: i64,
-        q: u32,
+        #[serde(rename = "h")]
+        hour: i64,
+        #[serde(rename = "q")]
+        quantity: u32,
         token: String,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         alloc: Vec<(Tags, u32)>,
@@ -79,34 +92,57 @@ pub(crate) enum Event {
     /// A request for record (d, h) is about to be sent. Until an answer
     /// shows it was not stored (`NotDelivered`), it may have been: such a
     /// record is never re-billed for another hour.
-    Attempt { d: String, h: i64 },
+    Attempt {
+        #[serde(rename = "d")]
+        dimension: String,
+        #[serde(rename = "h")]
+        hour: i64,
+    },
     /// The last attempt for (d, h) was certainly not stored (AWS answered
     /// with an error, or the request never left).
-    NotDelivered { d: String, h: i64 },
+    NotDelivered {
+        #[serde(rename = "d")]
+        dimension: String,
+        #[serde(rename = "h")]
+        hour: i64,
+    },
     /// AWS accepted record (d, h).
-    Sent { d: String, h: i64, id: String },
+    Sent {
+        #[serde(rename = "d")]
+        dimension: String,
+        #[serde(rename = "h")]
+        hour: i64,
+        id: String,
+    },
     /// AWS refused record (d, h) for its hour (duplicate, out of bounds,
     /// or the window closed): its units go to the bucket of hour `to`. The
     /// hour stays taken.
     Rejected {
-        d: String,
-        h: i64,
+        #[serde(rename = "d")]
+        dimension: String,
+        #[serde(rename = "h")]
+        hour: i64,
         code: String,
         to: i64,
     },
     /// Record (d, h) can never be billed; kept for reporting.
     Unbillable {
-        d: String,
-        h: i64,
+        #[serde(rename = "d")]
+        dimension: String,
+        #[serde(rename = "h")]
+        hour: i64,
         code: String,
         message: String,
     },
     /// A record as it stands, written by compaction (does not touch buckets).
     Restore {
-        d: String,
-        h: i64,
+        #[serde(rename = "d")]
+        dimension: String,
+        #[serde(rename = "h")]
+        hour: i64,
         from: i64,
-        q: u32,
+        #[serde(rename = "q")]
+        quantity: u32,
         token: String,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         alloc: Vec<(Tags, u32)>,
@@ -385,11 +421,35 @@ mod tests {
 
     fn add(q: u64) -> Event {
         Event::Add {
-            d: "api_calls".into(),
-            h: 3600,
-            q,
-            t: Vec::new(),
+            dimension: "api_calls".into(),
+            hour: 3600,
+            quantity: q,
+            tags: Vec::new(),
         }
+    }
+
+    #[test]
+    fn events_keep_their_version_1_field_names_on_disk() {
+        let add = Event::Add {
+            dimension: "api_calls".to_owned(),
+            hour: 3600,
+            quantity: 7,
+            tags: vec![("team".to_owned(), "a".to_owned())],
+        };
+        let json = serde_json::to_value(&add).expect("serialise");
+        assert_eq!(
+            json,
+            serde_json::json!({"e": "Add", "d": "api_calls", "h": 3600, "q": 7, "t": [["team", "a"]]})
+        );
+        let attempt: Event =
+            serde_json::from_str(r#"{"e":"Attempt","d":"api_calls","h":7200}"#).expect("parse");
+        assert_eq!(
+            attempt,
+            Event::Attempt {
+                dimension: "api_calls".to_owned(),
+                hour: 7200
+            }
+        );
     }
 
     #[test]

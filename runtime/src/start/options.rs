@@ -1,0 +1,274 @@
+//! How the runtime starts and runs: [`Options`], and the deployment
+//! settings [`Options::from_env`] reads.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::aws::Endpoint;
+use crate::aws::retry::Backoff;
+use crate::license;
+use crate::time::Clock;
+
+/// The deployment setting that picks the product (Helm value, task
+/// definition environment).
+pub const PRODUCT_CODE_ENV: &str = "MARKETGATE_PRODUCT_CODE";
+/// Start-up retry budget in seconds (default 1800, AWS's 30 minutes).
+pub const STARTUP_TIMEOUT_ENV: &str = "MARKETGATE_STARTUP_TIMEOUT_SECS";
+/// Seconds `main` gets to return after SIGTERM/SIGINT before the process
+/// exits (default 10). With the check-in before it and the flush after it,
+/// see [`Options::max_exit_after_signal`] for the stop timeout a task needs.
+pub const SIGNAL_GRACE_ENV: &str = "MARKETGATE_SIGNAL_GRACE_SECS";
+
+/// Checkpoint interval in milliseconds; only shorter than the 10 s default
+/// is accepted (a longer one would let a buyer lose more usage to a kill).
+pub const CHECKPOINT_INTERVAL_ENV: &str = "MARKETGATE_CHECKPOINT_INTERVAL_MS";
+/// Directory of the metering journal (default [`DEFAULT_STATE_DIR`]).
+pub const STATE_DIR_ENV: &str = "MARKETGATE_STATE_DIR";
+/// Where the metering journal lives unless [`STATE_DIR_ENV`] says otherwise:
+/// mount a volume here in a container with a read-only root file system.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/marketgate";
+
+fn env_secs(var: &str) -> Option<Duration> {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// How the runtime starts and runs. [`Options::from_env`] is what
+/// `#[marketgate::main]` uses.
+#[derive(Clone)]
+pub struct Options {
+    pub(super) product_code: Option<String>,
+    pub(super) startup_timeout: Duration,
+    pub(super) call_timeout: Duration,
+    pub(super) shutdown_timeout: Duration,
+    pub(super) handle_signals: bool,
+    pub(super) signal_grace: Duration,
+    pub(super) license_check: Duration,
+    pub(super) license_extend: Duration,
+    pub(super) endpoint: Endpoint,
+    pub(super) state_dir: PathBuf,
+    pub(super) checkpoint_every: Duration,
+    pub(super) flush_budget: Duration,
+    pub(super) clock: Clock,
+    /// Development overrides (`dev` builds only): Region and static credentials.
+    pub(super) dev_region: Option<String>,
+    pub(super) dev_credentials: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("product_code", &self.product_code)
+            .field("startup_timeout", &self.startup_timeout)
+            .field("endpoint", &self.endpoint)
+            .field("state_dir", &self.state_dir)
+            .field("checkpoint_every", &self.checkpoint_every)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            product_code: None,
+            startup_timeout: Duration::from_mins(30),
+            call_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(20),
+            handle_signals: true,
+            signal_grace: Duration::from_secs(10),
+            license_check: license::LICENSE_CHECK,
+            license_extend: license::LICENSE_EXTEND,
+            endpoint: Endpoint::Aws,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            checkpoint_every: Duration::from_secs(10),
+            flush_budget: Duration::from_secs(10),
+            clock: Arc::new(SystemTime::now),
+            dev_region: None,
+            dev_credentials: None,
+        }
+    }
+}
+
+impl Options {
+    /// Defaults plus the deployment's environment: [`PRODUCT_CODE_ENV`],
+    /// [`STARTUP_TIMEOUT_ENV`], [`SIGNAL_GRACE_ENV`], and (`dev` builds
+    /// only) `MARKETGATE_ENDPOINT`. None of them can widen what the process
+    /// is entitled to.
+    #[must_use]
+    pub fn from_env() -> Self {
+        let mut options = Options {
+            product_code: std::env::var(PRODUCT_CODE_ENV)
+                .ok()
+                .filter(|c| !c.trim().is_empty()),
+            ..Options::default()
+        };
+        if let Some(timeout) = env_secs(STARTUP_TIMEOUT_ENV) {
+            options.startup_timeout = timeout;
+        }
+        if let Some(grace) = env_secs(SIGNAL_GRACE_ENV) {
+            options.signal_grace = grace;
+        }
+        if let Some(dir) = std::env::var_os(STATE_DIR_ENV).filter(|d| !d.is_empty()) {
+            options.state_dir = PathBuf::from(dir);
+        }
+        if let Some(ms) = std::env::var(CHECKPOINT_INTERVAL_ENV)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+        {
+            options = options.checkpoint_interval(Duration::from_millis(ms));
+        }
+        #[cfg(feature = "dev")]
+        if let Some(url) = std::env::var(crate::aws::DEV_ENDPOINT)
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+        {
+            options.endpoint = Endpoint::Dev(url);
+        }
+        options
+    }
+
+    /// Selects the product by its AWS product code.
+    #[must_use]
+    pub fn product_code(mut self, code: impl Into<String>) -> Self {
+        self.product_code = Some(code.into());
+        self
+    }
+
+    /// How long start-up retries throttling and server faults (default 30
+    /// minutes, AWS's guidance).
+    #[must_use]
+    pub fn startup_timeout(mut self, timeout: Duration) -> Self {
+        self.startup_timeout = timeout;
+        self
+    }
+
+    /// Timeout of each AWS call attempt (default 5 s).
+    #[must_use]
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// How long shutdown after `main` returns may take (default 20 s).
+    #[must_use]
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Whether SIGTERM and SIGINT trigger the shutdown work (default on).
+    #[must_use]
+    pub fn handle_signals(mut self, handle: bool) -> Self {
+        self.handle_signals = handle;
+        self
+    }
+
+    /// How long `main` gets to return after SIGTERM or SIGINT before the
+    /// runtime reports the usage and ends the process (default 10 s,
+    /// [`SIGNAL_GRACE_ENV`]).
+    #[must_use]
+    pub fn signal_grace(mut self, grace: Duration) -> Self {
+        self.signal_grace = grace;
+        self
+    }
+
+    /// Interval of license re-checks (default 15 minutes).
+    #[must_use]
+    pub fn license_check_interval(mut self, interval: Duration) -> Self {
+        self.license_check = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Interval of license consumption extensions (default 30 minutes; at
+    /// most 45 so a consumption never lapses while the process runs).
+    #[must_use]
+    pub fn license_extend_interval(mut self, interval: Duration) -> Self {
+        self.license_extend =
+            interval.clamp(Duration::from_millis(10), license::LICENSE_EXTEND_MAX);
+        self
+    }
+
+    /// Directory of the metering journal (default: [`STATE_DIR_ENV`], else
+    /// [`DEFAULT_STATE_DIR`]).
+    #[must_use]
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = dir.into();
+        self
+    }
+
+    /// How often recorded usage is written to the journal (default and
+    /// maximum 10 s: a `SIGKILL` loses at most this much usage).
+    #[must_use]
+    pub fn checkpoint_interval(mut self, interval: Duration) -> Self {
+        self.checkpoint_every = interval.clamp(Duration::from_millis(10), Duration::from_secs(10));
+        self
+    }
+
+    /// How long the final flush may try to report usage (default 10 s).
+    #[must_use]
+    pub fn flush_budget(mut self, budget: Duration) -> Self {
+        self.flush_budget = budget;
+        self
+    }
+
+    /// The longest the runtime can take from SIGTERM or SIGINT to the end
+    /// of the process: the license check-in (one call attempt), `main`'s
+    /// grace, then the final flush (25 s with the defaults). Give the task
+    /// more than this to stop (ECS `stopTimeout`, Kubernetes
+    /// `terminationGracePeriodSeconds`), or the last report can be cut off
+    /// by SIGKILL.
+    #[must_use]
+    pub fn max_exit_after_signal(&self) -> Duration {
+        self.call_timeout + self.signal_grace + self.flush_budget
+    }
+
+    /// Replaces the wall clock that decides hours (`dev` builds only: tests
+    /// follow the simulator's clock, so hours pass instantly).
+    #[cfg(feature = "dev")]
+    #[must_use]
+    pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Sends both services to `url` (the simulator). Only builds with the
+    /// `dev` feature have this; release builds cannot be redirected.
+    #[cfg(feature = "dev")]
+    #[must_use]
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Endpoint::Dev(url.into());
+        self
+    }
+
+    /// Uses this Region instead of discovering it (`dev` builds only).
+    #[cfg(feature = "dev")]
+    #[must_use]
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.dev_region = Some(region.into());
+        self
+    }
+
+    /// Signs with these static credentials instead of the default chain
+    /// (`dev` builds only; the simulator identifies a task by its access key).
+    #[cfg(feature = "dev")]
+    #[must_use]
+    pub fn credentials(
+        mut self,
+        access_key_id: impl Into<String>,
+        secret: impl Into<String>,
+    ) -> Self {
+        self.dev_credentials = Some((access_key_id.into(), secret.into()));
+        self
+    }
+
+    pub(super) fn backoff(&self) -> Backoff {
+        Backoff {
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(30),
+            budget: self.startup_timeout,
+        }
+    }
+}
