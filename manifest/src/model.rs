@@ -1,0 +1,176 @@
+//! The validated manifest: products, their features and dimensions as
+//! indices into the catalog's sorted name lists, and what each pricing model
+//! verifies with.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use crate::keys;
+
+/// The manifest's file name, as messages name it.
+pub(crate) const FILE_NAME: &str = "Marketplace.toml";
+
+/// Limits of the embedded catalog (the runtime's bitset sizes).
+pub const MAX_FEATURES: usize = 256;
+/// The most dimensions one catalog can hold (the runtime's dimension mask).
+pub(crate) const MAX_DIMENSIONS: usize = 64;
+
+/// The `KeyFingerprint` of every license AWS Marketplace issues, the default
+/// of `key-fingerprint`. AWS Marketplace Seller Guide, "Integrating an AWS
+/// Marketplace for Containers Anywhere product with License Manager": "The
+/// key fingerprint for licenses issued by AWS Marketplace is
+/// `aws:294406891311:AWS/Marketplace:issuer-fingerprint`".
+pub(crate) const MARKETPLACE_KEY_FINGERPRINT: &str =
+    "aws:294406891311:AWS/Marketplace:issuer-fingerprint";
+
+/// Whether buyers pay for a product (`tier`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Tier {
+    /// A paid listing: its features and dimensions are paid paths.
+    Paid,
+    /// A free listing: grants its own features only.
+    Free,
+}
+
+/// How AWS Marketplace bills a product (`pricing`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Pricing {
+    /// Per task or pod hour; verified with `RegisterUsage`.
+    Hourly,
+    /// Per month; verified with `RegisterUsage`.
+    Monthly,
+    /// Custom dimensions reported with `MeterUsage`.
+    Custom,
+    /// A License Manager contract; verified with `CheckoutLicense`.
+    Contract,
+}
+
+impl Pricing {
+    const ALL: [Pricing; 4] = [
+        Pricing::Hourly,
+        Pricing::Monthly,
+        Pricing::Custom,
+        Pricing::Contract,
+    ];
+
+    /// The pricing model the manifest spells `name`.
+    pub(crate) fn from_name(name: &str) -> Option<Pricing> {
+        Pricing::ALL.into_iter().find(|&p| pricing_name(p) == name)
+    }
+}
+
+/// The manifest spelling of `p`.
+#[must_use]
+pub fn pricing_name(p: Pricing) -> &'static str {
+    match p {
+        Pricing::Hourly => "hourly",
+        Pricing::Monthly => "monthly",
+        Pricing::Custom => "custom",
+        Pricing::Contract => "contract",
+    }
+}
+
+/// A validated product.
+pub struct Product {
+    /// Local alias (`name`).
+    pub name: String,
+    /// AWS product code (`code`).
+    pub code: String,
+    /// `tier`.
+    pub tier: Tier,
+    /// `pricing`.
+    pub pricing: Pricing,
+    /// Feature indices: declared features plus, for contracts, those of every
+    /// entitlement.
+    pub features: BTreeSet<usize>,
+    /// Dimension indices (custom pricing).
+    pub dimensions: BTreeSet<usize>,
+    /// `RegisterUsage` key version and key (hourly and monthly).
+    pub key: Option<(u32, keys::PublicKey)>,
+    /// License Manager settings (contract pricing).
+    pub license: Option<License>,
+}
+
+/// What `CheckoutLicense` asks for, for a contract product.
+pub struct License {
+    /// `ProductSKU`.
+    pub sku: String,
+    /// `KeyFingerprint` of the license issuer.
+    pub key_fingerprint: String,
+    /// The product's own `features`: granted with any successful checkout.
+    pub base_features: BTreeSet<usize>,
+    /// The entitlements checked out, each with the features it grants.
+    pub entitlements: Vec<Entitlement>,
+}
+
+/// One License Manager entitlement of a contract product.
+pub struct Entitlement {
+    /// Entitlement `Name`.
+    pub name: String,
+    /// Entitlement `Unit` (`None`, `Count`, ...).
+    pub unit: String,
+    /// Requested `Value` (counted units only).
+    pub value: Option<String>,
+    /// Feature indices the entitlement grants when allowed.
+    pub features: BTreeSet<usize>,
+}
+
+/// Everything the catalog embeds, as validation produces it: the loader adds
+/// where it came from and its fingerprint to make a [`Manifest`], whose
+/// fields of the same names these become.
+pub(crate) struct Catalog {
+    pub(crate) products: Vec<Product>,
+    pub(crate) features: Vec<String>,
+    pub(crate) dimensions: Vec<String>,
+}
+
+/// A validated manifest.
+pub struct Manifest {
+    /// Absolute path of the manifest.
+    pub(crate) path: PathBuf,
+    /// Every file the catalog depends on (manifest and keys), for rebuilds.
+    pub files: Vec<PathBuf>,
+    /// The products, in manifest order.
+    pub products: Vec<Product>,
+    /// All feature names, sorted; a feature's index is its position.
+    pub features: Vec<String>,
+    /// All dimension names, sorted; a dimension's index is its position.
+    pub dimensions: Vec<String>,
+    /// Hash of everything the catalog embeds; call sites compiled against
+    /// another manifest are detected at start-up by it.
+    pub fingerprint: u64,
+}
+
+impl Manifest {
+    /// The index of feature `name`.
+    #[must_use]
+    pub fn feature_index(&self, name: &str) -> Option<usize> {
+        self.features
+            .binary_search_by(|f| f.as_str().cmp(name))
+            .ok()
+    }
+
+    /// The index of dimension `name`.
+    #[must_use]
+    pub fn dimension_index(&self, name: &str) -> Option<usize> {
+        self.dimensions
+            .binary_search_by(|d| d.as_str().cmp(name))
+            .ok()
+    }
+
+    /// Whether feature `index` is a paid path: no free product grants it,
+    /// so only a verified paid product unlocks it.
+    #[must_use]
+    pub fn is_paid_feature(&self, index: usize) -> bool {
+        !self
+            .products
+            .iter()
+            .any(|p| p.tier == Tier::Free && p.features.contains(&index))
+    }
+
+    /// The path for messages and `include_bytes!`.
+    #[must_use]
+    pub fn display_path(&self) -> String {
+        self.path.display().to_string()
+    }
+}

@@ -1,0 +1,180 @@
+//! What `parse` accepts and refuses, end to end: the rules, the messages'
+//! positions, index assignment and the fingerprint.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use crate::load::parse;
+use crate::model::{MARKETPLACE_KEY_FINGERPRINT, Manifest};
+
+fn check(text: &str) -> Result<Manifest, Vec<String>> {
+    parse(Path::new("/m/Marketplace.toml"), text).map_err(|e| e.messages)
+}
+
+fn one_error(text: &str) -> String {
+    match check(text) {
+        Ok(_) => panic!("manifest was accepted:\n{text}"),
+        Err(mut messages) => {
+            assert_eq!(messages.len(), 1, "{messages:#?}");
+            messages.remove(0)
+        }
+    }
+}
+
+#[test]
+fn indices_are_sorted_positions_across_products() {
+    let m = check(
+        r#"
+        [[product]]
+        name = "usage"
+        code = "c1"
+        tier = "paid"
+        pricing = "custom"
+        dimensions = ["gb_scanned", "api_calls"]
+        features = ["sso", "export"]
+
+        [[product]]
+        name = "community"
+        code = "c2"
+        tier = "free"
+        pricing = "hourly"
+        features = ["basic"]
+        "#,
+    )
+    .unwrap_or_else(|e| panic!("{e:#?}"));
+    assert_eq!(m.features, ["basic", "export", "sso"]);
+    assert_eq!(m.dimensions, ["api_calls", "gb_scanned"]);
+    assert_eq!(m.feature_index("sso"), Some(2));
+    assert_eq!(m.dimension_index("gb_scanned"), Some(1));
+    assert_eq!(m.products[0].features, BTreeSet::from([1, 2]));
+    assert_eq!(m.products[1].features, BTreeSet::from([0]));
+}
+
+#[test]
+fn codes_must_match_the_api_pattern() {
+    let e = one_error(
+        "[[product]]\nname = \"a\"\ncode = \"<code from AMMP>\"\ntier = \"free\"\npricing = \"hourly\"\n",
+    );
+    assert!(
+        e.starts_with("/m/Marketplace.toml:3:8: product `a`: code `<code from AMMP>`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn tier_and_pricing_are_never_defaulted() {
+    let Err(e) = check("[[product]]\nname = \"a\"\ncode = \"c\"\n") else {
+        panic!("accepted");
+    };
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert!(e[0].contains("it has no `tier`"), "{e:#?}");
+    assert!(e[1].contains("it has no `pricing`"), "{e:#?}");
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    let e = one_error(
+        "[[product]]\nname = \"a\"\ncode = \"c\"\ntier = \"free\"\npricing = \"hourly\"\nfeaturs = []\n",
+    );
+    assert!(
+        e.contains(":6:1:") && e.contains("unknown field `featurs`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn duplicate_names_and_codes_are_errors() {
+    let Err(e) = check(
+        "[[product]]\nname = \"a\"\ncode = \"c\"\ntier = \"free\"\npricing = \"hourly\"\n\
+         [[product]]\nname = \"a\"\ncode = \"c\"\ntier = \"free\"\npricing = \"monthly\"\n",
+    ) else {
+        panic!("accepted");
+    };
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert!(
+        e[0].contains("name is already used by product #1"),
+        "{e:#?}"
+    );
+    assert!(
+        e[1].contains("code `c` is also the code of product `a`"),
+        "{e:#?}"
+    );
+}
+
+#[test]
+fn paid_hourly_needs_a_key_and_free_hourly_does_not() {
+    let e = one_error(
+        "[[product]]\nname = \"a\"\ncode = \"c\"\ntier = \"paid\"\npricing = \"hourly\"\n",
+    );
+    assert!(e.contains("needs `public-key"), "{e}");
+    assert!(
+        check("[[product]]\nname = \"a\"\ncode = \"c\"\ntier = \"free\"\npricing = \"monthly\"\n")
+            .is_ok()
+    );
+}
+
+#[test]
+fn model_specific_keys_are_checked() {
+    let e = one_error(
+        "[[product]]\nname = \"a\"\ncode = \"c\"\ntier = \"paid\"\npricing = \"custom\"\n",
+    );
+    assert!(e.contains("needs `dimensions"), "{e}");
+    let e = one_error(
+        "[[product]]\nname = \"a\"\ncode = \"c\"\ntier = \"free\"\npricing = \"hourly\"\ndimensions = [\"x\"]\n",
+    );
+    assert!(e.contains("only for `pricing = \"custom\"`"), "{e}");
+    let e = one_error(
+        "[[product]]\nname = \"a\"\ncode = \"c\"\ntier = \"free\"\npricing = \"custom\"\ndimensions = [\"x\"]\n",
+    );
+    assert!(
+        e.contains("a free product cannot use `custom` pricing"),
+        "{e}"
+    );
+    let e = one_error(
+        "[[product]]\nname = \"a\"\ncode = \"c\"\ntier = \"paid\"\npricing = \"contract\"\nsku = \"s\"\n",
+    );
+    assert!(e.contains("needs `entitlements"), "{e}");
+    let many: Vec<String> = (0..25).map(|i| format!("\"d{i}\"")).collect();
+    let e = one_error(&format!(
+        "[[product]]\nname = \"a\"\ncode = \"c\"\ntier = \"paid\"\npricing = \"custom\"\ndimensions = [{}]\n",
+        many.join(",")
+    ));
+    assert!(e.contains("at most 24 per product"), "{e}");
+}
+
+#[test]
+fn contract_entitlements_map_to_features() {
+    let m = check(
+        r#"
+        [[product]]
+        name = "ent"
+        code = "c"
+        tier = "paid"
+        pricing = "contract"
+        sku = "prod-abc"
+        entitlements = { ProEdition = ["export", "sso"], Seats = { unit = "Count", value = 1, features = ["seat"] } }
+        "#,
+    )
+    .unwrap_or_else(|e| panic!("{e:#?}"));
+    let l = m.products[0].license.as_ref().unwrap();
+    assert_eq!(l.key_fingerprint, MARKETPLACE_KEY_FINGERPRINT);
+    assert_eq!(l.entitlements.len(), 2);
+    assert_eq!(l.entitlements[0].name, "ProEdition");
+    assert_eq!(l.entitlements[0].unit, "None");
+    assert_eq!(l.entitlements[1].unit, "Count");
+    assert_eq!(l.entitlements[1].value.as_deref(), Some("1"));
+    assert_eq!(m.features, ["export", "seat", "sso"]);
+    let e = one_error(
+        "[[product]]\nname = \"a\"\ncode = \"c\"\ntier = \"paid\"\npricing = \"contract\"\nsku = \"s\"\nentitlements = { Seats = { unit = \"Count\", features = [] } }\n",
+    );
+    assert!(e.contains("needs `value = <n>`"), "{e}");
+}
+
+#[test]
+fn fingerprint_changes_with_content_and_not_with_formatting() {
+    let a = check("[[product]]\nname = \"a\"\ncode = \"c\"\ntier = \"free\"\npricing = \"hourly\"\nfeatures = [\"x\"]\n").unwrap();
+    let b = check("[[product]]\nname=\"a\"\ncode=\"c\"\ntier=\"free\"\npricing=\"hourly\"\nfeatures=[\"x\"] # same\n").unwrap();
+    let c = check("[[product]]\nname = \"a\"\ncode = \"c\"\ntier = \"free\"\npricing = \"hourly\"\nfeatures = [\"y\"]\n").unwrap();
+    assert_eq!(a.fingerprint, b.fingerprint);
+    assert_ne!(a.fingerprint, c.fingerprint);
+}
