@@ -3,7 +3,9 @@
 //!
 //! Every rule a config must follow lives in [`Catalog::build`], so the
 //! handlers can rely on it: product codes match the model's pattern, names
-//! are unique, keys parse, licenses point at contract products.
+//! are unique, keys parse, licenses point at contract products. A
+//! [`Config`] only parses; the catalog is built once, when a simulator
+//! starts, and that is the one time key files are read.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
@@ -520,6 +522,21 @@ mod tests {
         let wrong_sku =
             format!("{wrong_sku}[[license.entitlement]]\nname = \"F\"\nunit = \"None\"\n");
         assert!(check(&wrong_sku).contains("not the sku of any contract product"));
+    }
+
+    #[test]
+    fn example_public_keys_match_the_key_files() {
+        let config = Config::example();
+        let catalog = Catalog::build(&config).expect("example is valid");
+        for name in ["pro", "community"] {
+            let file = std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("keys/{name}.pub.pem")),
+            )
+            .expect("key file exists");
+            let product = catalog.product_by_name(name).expect("product exists");
+            let key = product.key(1).expect("version 1");
+            assert_eq!(key.signing.public_key_pem().trim(), file.trim(), "{name}");
+        }
     }
 
     #[test]

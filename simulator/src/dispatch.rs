@@ -1,20 +1,17 @@
 //! From an HTTP request to an AWS answer: route by `X-Amz-Target`,
 //! authenticate, apply faults, read the body, run the operation, log the call.
 
-use std::time::SystemTime;
-
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use serde_json::Value;
 
 use crate::calls::{CallRecord, Outcome};
-use crate::catalog::Catalog;
 use crate::faults::{Action, FaultKind};
 use crate::license_manager;
 use crate::metering;
-use crate::operation::{ErrorShape, Failure, Operation, Service, UNKNOWN_OPERATION_CODE};
-use crate::protocol::{self, Body, Input};
+use crate::operation::{ErrorShape, Operation, Service, UNKNOWN_OPERATION_CODE};
+use crate::protocol::{self, Body, Call, Input, Output};
 use crate::sigv4::{self, Caller};
 use crate::state::{Shared, State};
 use crate::timestamp;
@@ -22,14 +19,6 @@ use crate::timestamp;
 /// The largest request body accepted: 2500 allocations of 5 maximal tags
 /// stay below it.
 const MAX_BODY: usize = 8 * 1024 * 1024;
-
-/// What a handler gets besides the mutable state.
-pub(crate) struct Call<'a> {
-    pub(crate) catalog: &'a Catalog,
-    pub(crate) caller: &'a Caller,
-    pub(crate) now: SystemTime,
-    pub(crate) input: Input<'a>,
-}
 
 /// The answer to an AWS request, or a dropped connection.
 pub(crate) enum Reply {
@@ -235,10 +224,12 @@ async fn apply_faults(shared: &Shared, operation: Operation, mut log: Log) -> Re
     })
 }
 
-type Answer = Result<Value, (u16, &'static str, String)>;
+/// A handler's answer as it goes on the wire: output, or status, shape and
+/// message.
+type Wire = Result<Value, (u16, &'static str, String)>;
 
-fn run(operation: Operation, call: &Call<'_>, state: &mut State) -> Answer {
-    fn wire<E: ErrorShape>(result: Result<Value, Failure<E>>) -> Answer {
+fn run(operation: Operation, call: &Call<'_>, state: &mut State) -> Wire {
+    fn wire<E: ErrorShape>(result: Output<E>) -> Wire {
         result.map_err(|f| (f.kind.status(), f.kind.shape(), f.message))
     }
     match operation {

@@ -15,6 +15,7 @@ use crate::config::{EntitlementConfig, LicenseStatus, Subscription};
 use crate::error::Error;
 use crate::faults::FaultRule;
 use crate::license_manager::LicensesView;
+use crate::license_manager::state::Licensing;
 use crate::metering::UsageRecord;
 use crate::protocol::Body;
 use crate::state::{Shared, TaskInfo};
@@ -84,13 +85,9 @@ impl Shared {
         license: &str,
         status: LicenseStatus,
     ) -> Result<(), Error> {
-        let mut state = self.state();
-        let index = state
-            .licensing
-            .find(license)
-            .ok_or_else(|| Error::UnknownLicense(license.to_owned()))?;
-        state.licensing.set_status(index, status);
-        Ok(())
+        self.change_license(license, |licensing, index| {
+            licensing.set_status(index, status);
+        })
     }
 
     pub(crate) fn set_license_entitlements(
@@ -98,12 +95,23 @@ impl Shared {
         license: &str,
         entitlements: Vec<EntitlementConfig>,
     ) -> Result<(), Error> {
+        self.change_license(license, |licensing, index| {
+            licensing.set_entitlements(index, entitlements);
+        })
+    }
+
+    /// Applies `change` to a license by ARN or config name.
+    fn change_license(
+        &self,
+        license: &str,
+        change: impl FnOnce(&mut Licensing, usize),
+    ) -> Result<(), Error> {
         let mut state = self.state();
         let index = state
             .licensing
             .find(license)
             .ok_or_else(|| Error::UnknownLicense(license.to_owned()))?;
-        state.licensing.set_entitlements(index, entitlements);
+        change(&mut state.licensing, index);
         Ok(())
     }
 

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use marketgate_simulator::{Config, EXAMPLE_TOML, Simulator};
+use marketgate_simulator::{Config, EXAMPLE_TOML, Error, Simulator};
 
 const USAGE: &str = "\
 usage: marketgate-sim [--listen ADDR] [--config FILE] [--allow-non-loopback]
@@ -144,7 +144,7 @@ async fn main() -> ExitCode {
 
 async fn serve(
     listen: SocketAddr,
-    config: Option<PathBuf>,
+    config_file: Option<PathBuf>,
     allow_non_loopback: bool,
 ) -> Result<(), String> {
     tracing_subscriber::fmt()
@@ -155,16 +155,24 @@ async fn serve(
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let config = match config {
-        Some(path) => Config::from_file(&path).map_err(|e| format!("{}: {e}", path.display()))?,
+    let in_file = |e: &dyn std::fmt::Display| match &config_file {
+        Some(path) => format!("{}: {e}", path.display()),
+        None => e.to_string(),
+    };
+    let config = match &config_file {
+        Some(path) => Config::from_file(path).map_err(|e| in_file(&e))?,
         None => Config::example(),
     };
+    // The config's rules are checked, and its key files read, as it starts.
     let simulator = if allow_non_loopback {
         Simulator::start_on_any_interface(listen, config).await
     } else {
         Simulator::start_on(listen, config).await
     }
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| match e {
+        Error::Config(_) => in_file(&e),
+        _ => e.to_string(),
+    })?;
 
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "listening on {}", simulator.endpoint())

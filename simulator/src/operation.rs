@@ -29,7 +29,7 @@ impl Service {
 
     /// The `SigV4` signing name the credential scope must carry. Metering's is
     /// `aws-marketplace`, not its endpoint prefix `metering.marketplace`
-    /// (aws/aws-sdk-go#1034).
+    /// (<https://github.com/aws/aws-sdk-go/issues/1034>).
     #[must_use]
     pub fn signing_name(self) -> &'static str {
         match self {
@@ -145,17 +145,26 @@ impl Operation {
     /// from [`AUTH_ERROR_CODES`]. Derived from the handler's error enum.
     #[must_use]
     pub fn error_codes(self) -> Vec<&'static str> {
-        fn codes<E: ErrorShape>() -> Vec<&'static str> {
-            E::ALL.iter().map(|e| e.shape()).collect()
-        }
+        (self.errors().codes)()
+    }
+
+    /// The shapes the operation answers with when the answer does not come
+    /// from its handler.
+    pub(crate) fn generic_shapes(self) -> GenericShapes {
+        self.errors().generic
+    }
+
+    /// The operation's error enum, as data: the one place that maps an
+    /// operation to its handler's error type.
+    fn errors(self) -> Errors {
         match self {
-            Self::RegisterUsage => codes::<RegisterUsageError>(),
-            Self::MeterUsage => codes::<MeterUsageError>(),
-            Self::CheckoutLicense => codes::<CheckoutLicenseError>(),
-            Self::ExtendLicenseConsumption => codes::<ExtendLicenseConsumptionError>(),
-            Self::CheckInLicense => codes::<CheckInLicenseError>(),
-            Self::GetLicense => codes::<GetLicenseError>(),
-            Self::ListReceivedLicenses => codes::<ListReceivedLicensesError>(),
+            Self::RegisterUsage => Errors::of::<RegisterUsageError>(),
+            Self::MeterUsage => Errors::of::<MeterUsageError>(),
+            Self::CheckoutLicense => Errors::of::<CheckoutLicenseError>(),
+            Self::ExtendLicenseConsumption => Errors::of::<ExtendLicenseConsumptionError>(),
+            Self::CheckInLicense => Errors::of::<CheckInLicenseError>(),
+            Self::GetLicense => Errors::of::<GetLicenseError>(),
+            Self::ListReceivedLicenses => Errors::of::<ListReceivedLicensesError>(),
         }
     }
 }
@@ -172,26 +181,26 @@ pub(crate) struct GenericShapes {
     pub(crate) malformed: &'static str,
 }
 
-impl Operation {
-    pub(crate) fn generic_shapes(self) -> GenericShapes {
-        fn of<E: ErrorShape>(service: Service) -> GenericShapes {
-            GenericShapes {
+/// What [`Operation`] needs from an error enum [`ErrorShape`].
+struct Errors {
+    codes: fn() -> Vec<&'static str>,
+    generic: GenericShapes,
+}
+
+impl Errors {
+    fn of<E: ErrorShape>() -> Self {
+        fn codes<E: ErrorShape>() -> Vec<&'static str> {
+            E::ALL.iter().map(|e| e.shape()).collect()
+        }
+        Self {
+            codes: codes::<E>,
+            generic: GenericShapes {
                 internal: E::INTERNAL.shape(),
-                throttling: E::by_shape(service.throttling_shape())
+                throttling: E::by_shape(E::SERVICE.throttling_shape())
                     .unwrap_or(E::INTERNAL)
                     .shape(),
                 malformed: E::MALFORMED.shape(),
-            }
-        }
-        let service = self.service();
-        match self {
-            Self::RegisterUsage => of::<RegisterUsageError>(service),
-            Self::MeterUsage => of::<MeterUsageError>(service),
-            Self::CheckoutLicense => of::<CheckoutLicenseError>(service),
-            Self::ExtendLicenseConsumption => of::<ExtendLicenseConsumptionError>(service),
-            Self::CheckInLicense => of::<CheckInLicenseError>(service),
-            Self::GetLicense => of::<GetLicenseError>(service),
-            Self::ListReceivedLicenses => of::<ListReceivedLicensesError>(service),
+            },
         }
     }
 }
@@ -221,6 +230,8 @@ impl std::str::FromStr for Operation {
 
 /// An error enum whose variants are model error shapes.
 pub(crate) trait ErrorShape: Copy + 'static {
+    /// The service whose model declares the shapes.
+    const SERVICE: Service;
     /// Every variant.
     const ALL: &'static [Self];
     /// The variant for a server fault (HTTP 500).
@@ -272,11 +283,11 @@ pub(crate) fn fail<E>(kind: E, message: impl Into<String>) -> Failure<E> {
 
 macro_rules! operation_errors {
     ($(
-        $(#[$doc:meta])*
-        $name:ident (internal = $internal:ident, malformed = $malformed:ident) {
-            $($shape:ident),+ $(,)?
-        }
-    )*) => {$(
+        $service:ident (internal = $internal:ident, malformed = $malformed:ident) {$(
+            $(#[$doc:meta])*
+            $name:ident { $($shape:ident),+ $(,)? }
+        )*}
+    )*) => {$($(
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         #[allow(
@@ -286,6 +297,7 @@ macro_rules! operation_errors {
         pub(crate) enum $name { $($shape),+ }
 
         impl ErrorShape for $name {
+            const SERVICE: Service = Service::$service;
             const ALL: &'static [Self] = &[$(Self::$shape),+];
             const INTERNAL: Self = Self::$internal;
             const MALFORMED: Self = Self::$malformed;
@@ -293,85 +305,85 @@ macro_rules! operation_errors {
                 match self { $(Self::$shape => stringify!($shape)),+ }
             }
         }
-    )*};
+    )*)*};
 }
 
+// Per service: its server fault, and what answers a body that is not a JSON
+// object (see `ErrorShape::MALFORMED`); then each operation's declared errors.
 operation_errors! {
-    /// What `RegisterUsage` answers with.
-    RegisterUsageError (
-        internal = InternalServiceErrorException,
-        malformed = InvalidProductCodeException
-    ) {
-        InvalidProductCodeException,
-        InvalidRegionException,
-        InvalidPublicKeyVersionException,
-        PlatformNotSupportedException,
-        CustomerNotEntitledException,
-        ThrottlingException,
-        InternalServiceErrorException,
+    Metering (internal = InternalServiceErrorException, malformed = InvalidProductCodeException) {
+        /// What `RegisterUsage` answers with.
+        RegisterUsageError {
+            InvalidProductCodeException,
+            InvalidRegionException,
+            InvalidPublicKeyVersionException,
+            PlatformNotSupportedException,
+            CustomerNotEntitledException,
+            ThrottlingException,
+            InternalServiceErrorException,
+        }
+
+        /// What `MeterUsage` answers with.
+        MeterUsageError {
+            InvalidProductCodeException,
+            InvalidUsageDimensionException,
+            InvalidTagException,
+            InvalidUsageAllocationsException,
+            InvalidEndpointRegionException,
+            TimestampOutOfBoundsException,
+            DuplicateRequestException,
+            IdempotencyConflictException,
+            ThrottlingException,
+            CustomerNotEntitledException,
+            InternalServiceErrorException,
+        }
     }
 
-    /// What `MeterUsage` answers with.
-    MeterUsageError (
-        internal = InternalServiceErrorException,
-        malformed = InvalidProductCodeException
-    ) {
-        InvalidProductCodeException,
-        InvalidUsageDimensionException,
-        InvalidTagException,
-        InvalidUsageAllocationsException,
-        InvalidEndpointRegionException,
-        TimestampOutOfBoundsException,
-        DuplicateRequestException,
-        IdempotencyConflictException,
-        ThrottlingException,
-        CustomerNotEntitledException,
-        InternalServiceErrorException,
-    }
+    LicenseManager (internal = ServerInternalException, malformed = ValidationException) {
+        /// What `CheckoutLicense` answers with.
+        CheckoutLicenseError {
+            ValidationException,
+            InvalidParameterValueException,
+            ResourceNotFoundException,
+            NoEntitlementsAllowedException,
+            RateLimitExceededException,
+            ServerInternalException,
+        }
 
-    /// What `CheckoutLicense` answers with.
-    CheckoutLicenseError (internal = ServerInternalException, malformed = ValidationException) {
-        ValidationException,
-        InvalidParameterValueException,
-        ResourceNotFoundException,
-        NoEntitlementsAllowedException,
-        RateLimitExceededException,
-        ServerInternalException,
-    }
+        /// What `ExtendLicenseConsumption` answers with.
+        ExtendLicenseConsumptionError {
+            ValidationException,
+            ResourceNotFoundException,
+            RateLimitExceededException,
+            ServerInternalException,
+        }
 
-    /// What `ExtendLicenseConsumption` answers with.
-    ExtendLicenseConsumptionError (internal = ServerInternalException, malformed = ValidationException) {
-        ValidationException,
-        ResourceNotFoundException,
-        RateLimitExceededException,
-        ServerInternalException,
-    }
+        /// What `CheckInLicense` answers with.
+        CheckInLicenseError {
+            ValidationException,
+            ResourceNotFoundException,
+            ConflictException,
+            RateLimitExceededException,
+            ServerInternalException,
+        }
 
-    /// What `CheckInLicense` answers with.
-    CheckInLicenseError (internal = ServerInternalException, malformed = ValidationException) {
-        ValidationException,
-        ResourceNotFoundException,
-        ConflictException,
-        RateLimitExceededException,
-        ServerInternalException,
-    }
+        /// What `GetLicense` answers with. The model declares no
+        /// `ResourceNotFoundException` here, so an unknown ARN is an
+        /// `InvalidParameterValueException`.
+        GetLicenseError {
+            ValidationException,
+            InvalidParameterValueException,
+            RateLimitExceededException,
+            ServerInternalException,
+        }
 
-    /// What `GetLicense` answers with. The model declares no
-    /// `ResourceNotFoundException` here, so an unknown ARN is an
-    /// `InvalidParameterValueException`.
-    GetLicenseError (internal = ServerInternalException, malformed = ValidationException) {
-        ValidationException,
-        InvalidParameterValueException,
-        RateLimitExceededException,
-        ServerInternalException,
-    }
-
-    /// What `ListReceivedLicenses` answers with.
-    ListReceivedLicensesError (internal = ServerInternalException, malformed = ValidationException) {
-        ValidationException,
-        InvalidParameterValueException,
-        RateLimitExceededException,
-        ServerInternalException,
+        /// What `ListReceivedLicenses` answers with.
+        ListReceivedLicensesError {
+            ValidationException,
+            InvalidParameterValueException,
+            RateLimitExceededException,
+            ServerInternalException,
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::calls::CallRecord;
 use crate::catalog::Catalog;
 use crate::clock::Clock;
-use crate::config::{Config, LicenseStatus, Subscription};
+use crate::config::{Config, EntitlementConfig, LicenseStatus, Subscription};
 use crate::dispatch::{self, Reply};
 use crate::error::Error;
 use crate::faults::{Fault, FaultRule, Trigger};
@@ -302,7 +302,7 @@ impl Simulator {
     pub fn set_license_entitlements(
         &self,
         license: &str,
-        entitlements: Vec<crate::EntitlementConfig>,
+        entitlements: Vec<EntitlementConfig>,
     ) -> Result<(), Error> {
         self.shared.set_license_entitlements(license, entitlements)
     }

@@ -12,8 +12,8 @@ use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::Subscription;
 use crate::faults::Faults;
-use crate::license_manager::Licensing;
-use crate::metering::Metering;
+use crate::license_manager::state::Licensing;
+use crate::metering::state::Metering;
 use crate::timestamp;
 
 /// Everything a request handler can reach.

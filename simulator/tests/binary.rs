@@ -98,12 +98,7 @@ async fn serves_the_sdk_and_exits_cleanly_on_sigterm() {
         sim.endpoint
     );
     assert!(!sim.endpoint.ends_with(":0"), "the real port is printed");
-    let out = metering_client(&sim.endpoint)
-        .await
-        .register_usage()
-        .product_code(common::PRO)
-        .public_key_version(1)
-        .send()
+    let out = common::register_pro(&metering_client(&sim.endpoint).await)
         .await
         .expect("the example config serves the pro product");
     assert!(out.signature().is_some());
@@ -119,12 +114,7 @@ async fn runs_a_config_file_and_exits_cleanly_on_sigint() {
     let config = EXAMPLE_TOML.replace("platform = \"ecs\"", "platform = \"unsupported\"");
     std::fs::write(&file, config).expect("write config");
     let sim = Sim::spawn(&["--config", file.to_str().expect("utf-8 path")]);
-    let err = metering_client(&sim.endpoint)
-        .await
-        .register_usage()
-        .product_code(common::PRO)
-        .public_key_version(1)
-        .send()
+    let err = common::register_pro(&metering_client(&sim.endpoint).await)
         .await
         .unwrap_err()
         .into_service_error();

@@ -2,17 +2,250 @@
 //! server errors, latency and dropped connections, for the next N calls or
 //! with a probability, and how the SDKs' retries react (counted in the call
 //! log).
+//!
+//! Each test is a table of [`Step`]s (inject a fault, send a request and
+//! expect an answer, clear the faults) that [`play`] runs in order. Every
+//! request goes through [`call`], which sends a valid request for an
+//! operation and reduces what the SDK returned to an [`Answer`]; an error is
+//! named only when the SDK decoded it into that typed variant.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
+use aws_sdk_licensemanager::operation::checkout_license::CheckoutLicenseError;
+use aws_sdk_licensemanager::operation::get_license::GetLicenseError;
+use aws_sdk_licensemanager::operation::list_received_licenses::ListReceivedLicensesError;
 use aws_sdk_licensemanager::types::{CheckoutType, EntitlementData, EntitlementDataUnit};
 use aws_sdk_marketplacemetering::error::SdkError;
-use common::{Client, ENTERPRISE_SKU, FINGERPRINT, PRO, USAGE, noon, sdk_time, start_at};
-use marketgate_simulator::{Error, Fault, FaultKind, Operation, Outcome, Simulator, Trigger};
+use aws_sdk_marketplacemetering::operation::meter_usage::MeterUsageError;
+use aws_sdk_marketplacemetering::operation::register_usage::RegisterUsageError;
+use common::{
+    Client, ENTERPRISE_SKU, FINGERPRINT, Is, meter_at_noon, noon, register_pro, start_at,
+};
+use marketgate_simulator::{Error, Fault, FaultKind, Operation as Op, Outcome, Simulator, Trigger};
 
-fn outcomes(sim: &Simulator, operation: Operation) -> Vec<(Outcome, Option<FaultKind>)> {
+/// A valid request for one operation.
+#[derive(Debug, Clone, Copy)]
+enum Request {
+    /// `MeterUsage` of this quantity at noon.
+    Meter(i32),
+    /// `RegisterUsage` of the paid hourly product.
+    Register,
+    /// `CheckoutLicense` of the example license's feature.
+    Checkout,
+    /// `GetLicense` of the example license.
+    GetLicense,
+    /// `ListReceivedLicenses`.
+    ListLicenses,
+}
+
+/// How a call ended, as the SDK saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Success,
+    /// The HTTP status and the typed error's shape name.
+    Error(u16, &'static str),
+    /// No HTTP response at all: the connection was dropped.
+    Dropped,
+}
+
+const THROTTLED: Answer = Answer::Error(400, "ThrottlingException");
+const RATE_LIMITED: Answer = Answer::Error(400, "RateLimitExceededException");
+const METERING_500: Answer = Answer::Error(500, "InternalServiceErrorException");
+const LICENSE_MANAGER_500: Answer = Answer::Error(500, "ServerInternalException");
+
+/// The SDK clients of one task, with retries off or on.
+struct Clients {
+    metering: aws_sdk_marketplacemetering::Client,
+    license_manager: aws_sdk_licensemanager::Client,
+}
+
+impl Clients {
+    async fn new(sim: &Simulator, retries: bool) -> Self {
+        let client = Client {
+            retries,
+            ..Client::default()
+        };
+        Self {
+            metering: client.metering(sim).await,
+            license_manager: client.license_manager(sim).await,
+        }
+    }
+}
+
+/// Sends `request` with `clients`.
+async fn call(sim: &Simulator, clients: &Clients, request: Request) -> Answer {
+    match request {
+        Request::Meter(quantity) => answer(
+            meter_at_noon(&clients.metering, quantity).await,
+            &[
+                (THROTTLED, MeterUsageError::is_throttling_exception),
+                (
+                    METERING_500,
+                    MeterUsageError::is_internal_service_error_exception,
+                ),
+            ],
+        ),
+        Request::Register => answer(
+            register_pro(&clients.metering).await,
+            &[
+                (THROTTLED, RegisterUsageError::is_throttling_exception),
+                (
+                    METERING_500,
+                    RegisterUsageError::is_internal_service_error_exception,
+                ),
+            ],
+        ),
+        Request::Checkout => {
+            let feature = EntitlementData::builder()
+                .name("ProEdition")
+                .unit(EntitlementDataUnit::None)
+                .build()
+                .expect("entitlement");
+            let result = clients
+                .license_manager
+                .checkout_license()
+                .product_sku(ENTERPRISE_SKU)
+                .checkout_type(CheckoutType::Provisional)
+                .key_fingerprint(FINGERPRINT)
+                .entitlements(feature)
+                .client_token("t")
+                .send()
+                .await;
+            answer(
+                result,
+                &[
+                    (
+                        RATE_LIMITED,
+                        CheckoutLicenseError::is_rate_limit_exceeded_exception,
+                    ),
+                    (
+                        LICENSE_MANAGER_500,
+                        CheckoutLicenseError::is_server_internal_exception,
+                    ),
+                ],
+            )
+        }
+        Request::GetLicense => {
+            let arn = sim.licenses().licenses[0].arn.clone();
+            let result = clients
+                .license_manager
+                .get_license()
+                .license_arn(arn)
+                .send()
+                .await;
+            answer(
+                result,
+                &[
+                    (
+                        RATE_LIMITED,
+                        GetLicenseError::is_rate_limit_exceeded_exception,
+                    ),
+                    (
+                        LICENSE_MANAGER_500,
+                        GetLicenseError::is_server_internal_exception,
+                    ),
+                ],
+            )
+        }
+        Request::ListLicenses => {
+            let result = clients
+                .license_manager
+                .list_received_licenses()
+                .send()
+                .await;
+            answer(
+                result,
+                &[
+                    (
+                        RATE_LIMITED,
+                        ListReceivedLicensesError::is_rate_limit_exceeded_exception,
+                    ),
+                    (
+                        LICENSE_MANAGER_500,
+                        ListReceivedLicensesError::is_server_internal_exception,
+                    ),
+                ],
+            )
+        }
+    }
+}
+
+/// Reduces an SDK result to an [`Answer`]: a service error becomes the
+/// first of `typed` whose `is_*` method recognizes it, with the status it
+/// came with.
+fn answer<T, E: std::fmt::Debug>(
+    result: Result<T, SdkError<E>>,
+    typed: &[(Answer, Is<E>)],
+) -> Answer {
+    let err = match result {
+        Ok(_) => return Answer::Success,
+        Err(SdkError::DispatchFailure(_) | SdkError::ResponseError(_)) => return Answer::Dropped,
+        Err(err) => err,
+    };
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let recognized = err.as_service_error().and_then(|service| {
+        typed
+            .iter()
+            .find(|(_, is)| is(service))
+            .map(|(answer, _)| *answer)
+    });
+    let Some(Answer::Error(expected_status, shape)) = recognized else {
+        panic!("an error the test does not expect: {err:?}");
+    };
+    assert_eq!(status, Some(expected_status), "{shape}");
+    Answer::Error(expected_status, shape)
+}
+
+/// One step of a fault scenario, played in order by [`play`].
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// Inject a fault.
+    Inject(Op, Fault, Trigger),
+    /// Send a request with retries off and expect an answer.
+    Plain(Request, Answer),
+    /// Send a request with the SDK's standard retries (3 attempts) and
+    /// expect an answer.
+    Retrying(Request, Answer),
+    /// Remove every fault.
+    ClearFaults,
+}
+
+use Step::{ClearFaults, Inject, Plain, Retrying};
+
+async fn play(sim: &Simulator, steps: &[Step]) {
+    let (plain, retrying) = (
+        Clients::new(sim, false).await,
+        Clients::new(sim, true).await,
+    );
+    for step in steps {
+        let (clients, request, expected) = match *step {
+            Inject(operation, fault, trigger) => {
+                sim.inject(operation, fault, trigger).expect("valid fault");
+                continue;
+            }
+            ClearFaults => {
+                sim.clear_faults();
+                continue;
+            }
+            Plain(request, expected) => (&plain, request, expected),
+            Retrying(request, expected) => (&retrying, request, expected),
+        };
+        assert_eq!(call(sim, clients, request).await, expected, "{step:?}");
+    }
+}
+
+/// A call-log entry: how the call ended and which fault decided it.
+type Logged = (Outcome, Option<FaultKind>);
+
+const SUCCEEDED: Logged = (Outcome::Success, None);
+
+fn failed(fault: FaultKind) -> Logged {
+    (Outcome::Error, Some(fault))
+}
+
+fn logged(sim: &Simulator, operation: Op) -> Vec<Logged> {
     sim.calls()
         .into_iter()
         .filter(|c| c.operation == operation.name())
@@ -20,53 +253,23 @@ fn outcomes(sim: &Simulator, operation: Operation) -> Vec<(Outcome, Option<Fault
         .collect()
 }
 
-async fn meter(
-    client: &aws_sdk_marketplacemetering::Client,
-    quantity: i32,
-) -> Result<
-    aws_sdk_marketplacemetering::operation::meter_usage::MeterUsageOutput,
-    SdkError<aws_sdk_marketplacemetering::operation::meter_usage::MeterUsageError>,
-> {
-    client
-        .meter_usage()
-        .product_code(USAGE)
-        .timestamp(sdk_time(noon()))
-        .usage_dimension("api_calls")
-        .usage_quantity(quantity)
-        .send()
-        .await
-}
-
-fn retrying() -> Client<'static> {
-    Client {
-        retries: true,
-        ..Client::default()
-    }
-}
-
 #[tokio::test]
 async fn throttling_is_a_typed_throttling_exception_that_changes_nothing() {
     let sim = start_at(noon()).await;
-    sim.inject(
-        Operation::MeterUsage,
-        Fault::Throttling,
-        Trigger::NextCalls(1),
+    play(
+        &sim,
+        &[
+            Inject(Op::MeterUsage, Fault::Throttling, Trigger::NextCalls(1)),
+            Plain(Request::Meter(5), THROTTLED),
+        ],
     )
-    .expect("valid fault");
-    let client = common::metering_client(&sim).await;
-    let err = meter(&client, 5).await.unwrap_err();
-    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(400));
-    assert!(err.into_service_error().is_throttling_exception());
+    .await;
     assert!(sim.usage().is_empty(), "a throttled call records nothing");
-    meter(&client, 5)
-        .await
-        .expect("only the next call was throttled");
+    // Only the next call was throttled.
+    play(&sim, &[Plain(Request::Meter(5), Answer::Success)]).await;
     assert_eq!(
-        outcomes(&sim, Operation::MeterUsage),
-        [
-            (Outcome::Error, Some(FaultKind::Throttling)),
-            (Outcome::Success, None)
-        ]
+        logged(&sim, Op::MeterUsage),
+        [failed(FaultKind::Throttling), SUCCEEDED]
     );
     assert!(
         sim.faults().is_empty(),
@@ -78,27 +281,19 @@ async fn throttling_is_a_typed_throttling_exception_that_changes_nothing() {
 #[tokio::test]
 async fn the_sdk_retries_throttling_and_the_call_log_counts_attempts() {
     let sim = start_at(noon()).await;
-    sim.inject(
-        Operation::RegisterUsage,
-        Fault::Throttling,
-        Trigger::NextCalls(2),
+    play(
+        &sim,
+        &[
+            Inject(Op::RegisterUsage, Fault::Throttling, Trigger::NextCalls(2)),
+            // The third attempt succeeds.
+            Retrying(Request::Register, Answer::Success),
+        ],
     )
-    .expect("valid fault");
-    let client = retrying().metering(&sim).await;
-    client
-        .register_usage()
-        .product_code(PRO)
-        .public_key_version(1)
-        .send()
-        .await
-        .expect("third attempt succeeds");
+    .await;
+    let throttled = failed(FaultKind::Throttling);
     assert_eq!(
-        outcomes(&sim, Operation::RegisterUsage),
-        [
-            (Outcome::Error, Some(FaultKind::Throttling)),
-            (Outcome::Error, Some(FaultKind::Throttling)),
-            (Outcome::Success, None)
-        ]
+        logged(&sim, Op::RegisterUsage),
+        [throttled, throttled, SUCCEEDED]
     );
     sim.shutdown().await;
 }
@@ -106,34 +301,21 @@ async fn the_sdk_retries_throttling_and_the_call_log_counts_attempts() {
 #[tokio::test]
 async fn rate_limit_exceeded_is_typed_and_not_retried_by_the_sdk() {
     let sim = start_at(noon()).await;
-    sim.inject(
-        Operation::CheckoutLicense,
-        Fault::RateLimitExceeded,
-        Trigger::NextCalls(1),
+    play(
+        &sim,
+        &[
+            Inject(
+                Op::CheckoutLicense,
+                Fault::RateLimitExceeded,
+                Trigger::NextCalls(1),
+            ),
+            Retrying(Request::Checkout, RATE_LIMITED),
+        ],
     )
-    .expect("valid fault");
-    let client = retrying().license_manager(&sim).await;
-    let err = client
-        .checkout_license()
-        .product_sku(ENTERPRISE_SKU)
-        .checkout_type(CheckoutType::Provisional)
-        .key_fingerprint(FINGERPRINT)
-        .entitlements(
-            EntitlementData::builder()
-                .name("ProEdition")
-                .unit(EntitlementDataUnit::None)
-                .build()
-                .expect("entitlement"),
-        )
-        .client_token("t")
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(err.is_rate_limit_exceeded_exception(), "{err:?}");
+    .await;
     assert_eq!(
-        outcomes(&sim, Operation::CheckoutLicense),
-        [(Outcome::Error, Some(FaultKind::RateLimitExceeded))],
+        logged(&sim, Op::CheckoutLicense),
+        [failed(FaultKind::RateLimitExceeded)],
         "AWS SDKs do not retry RateLimitExceededException"
     );
     assert!(sim.licenses().checkouts.is_empty());
@@ -143,83 +325,54 @@ async fn rate_limit_exceeded_is_typed_and_not_retried_by_the_sdk() {
 #[tokio::test]
 async fn internal_errors_are_500s_of_each_services_fault_shape() {
     let sim = start_at(noon()).await;
-    sim.inject(
-        Operation::MeterUsage,
-        Fault::InternalError,
-        Trigger::NextCalls(1),
+    let once = Trigger::NextCalls(1);
+    play(
+        &sim,
+        &[
+            Inject(Op::MeterUsage, Fault::InternalError, once),
+            Inject(Op::GetLicense, Fault::InternalError, once),
+            Plain(Request::Meter(1), METERING_500),
+            Plain(Request::GetLicense, LICENSE_MANAGER_500),
+            // The SDKs retry 500s.
+            Inject(Op::GetLicense, Fault::InternalError, once),
+            Retrying(Request::GetLicense, Answer::Success),
+        ],
     )
-    .expect("valid fault");
-    sim.inject(
-        Operation::GetLicense,
-        Fault::InternalError,
-        Trigger::NextCalls(1),
-    )
-    .expect("valid fault");
-    let err = meter(&common::metering_client(&sim).await, 1)
-        .await
-        .unwrap_err();
-    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(500));
-    assert!(
-        err.into_service_error()
-            .is_internal_service_error_exception()
-    );
-    let lm = common::lm_client(&sim).await;
-    let arn = sim.licenses().licenses[0].arn.clone();
-    let err = lm.get_license().license_arn(&arn).send().await.unwrap_err();
-    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(500));
-    assert!(err.into_service_error().is_server_internal_exception());
-
-    // The SDKs retry 500s.
-    sim.inject(
-        Operation::GetLicense,
-        Fault::InternalError,
-        Trigger::NextCalls(1),
-    )
-    .expect("valid fault");
-    retrying()
-        .license_manager(&sim)
-        .await
-        .get_license()
-        .license_arn(&arn)
-        .send()
-        .await
-        .expect("retried");
-    let get = outcomes(&sim, Operation::GetLicense);
+    .await;
+    let get = logged(&sim, Op::GetLicense);
     assert_eq!(get.len(), 3);
-    assert_eq!(get[1], (Outcome::Error, Some(FaultKind::InternalError)));
-    assert_eq!(get[2], (Outcome::Success, None));
+    assert_eq!(get[1], failed(FaultKind::InternalError));
+    assert_eq!(get[2], SUCCEEDED);
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn latency_delays_the_answer() {
     let sim = start_at(noon()).await;
-    sim.inject(
-        Operation::ListReceivedLicenses,
-        Fault::Latency(Duration::from_millis(150)),
-        Trigger::NextCalls(1),
+    let delay = Fault::Latency(Duration::from_millis(150));
+    play(
+        &sim,
+        &[Inject(
+            Op::ListReceivedLicenses,
+            delay,
+            Trigger::NextCalls(1),
+        )],
     )
-    .expect("valid fault");
-    let client = common::lm_client(&sim).await;
+    .await;
     let started = Instant::now();
-    let out = client
+    let out = common::lm_client(&sim)
+        .await
         .list_received_licenses()
         .send()
         .await
         .expect("slow but successful");
     assert!(started.elapsed() >= Duration::from_millis(150));
     assert_eq!(out.licenses().len(), 1);
-    client
-        .list_received_licenses()
-        .send()
-        .await
-        .expect("fast again");
+    // Fast again.
+    play(&sim, &[Plain(Request::ListLicenses, Answer::Success)]).await;
     assert_eq!(
-        outcomes(&sim, Operation::ListReceivedLicenses),
-        [
-            (Outcome::Success, Some(FaultKind::Latency)),
-            (Outcome::Success, None)
-        ]
+        logged(&sim, Op::ListReceivedLicenses),
+        [(Outcome::Success, Some(FaultKind::Latency)), SUCCEEDED]
     );
     sim.shutdown().await;
 }
@@ -227,143 +380,106 @@ async fn latency_delays_the_answer() {
 #[tokio::test]
 async fn dropped_connections_fail_without_an_answer_and_are_retried() {
     let sim = start_at(noon()).await;
-    sim.inject(
-        Operation::MeterUsage,
-        Fault::DropConnection,
-        Trigger::NextCalls(1),
+    let drop_next = Inject(Op::MeterUsage, Fault::DropConnection, Trigger::NextCalls(1));
+    // No HTTP response at all.
+    play(
+        &sim,
+        &[drop_next, Plain(Request::Meter(3), Answer::Dropped)],
     )
-    .expect("valid fault");
-    let err = meter(&common::metering_client(&sim).await, 3)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
-        ),
-        "no HTTP response at all: {err:?}"
-    );
+    .await;
     assert!(sim.usage().is_empty());
-
-    sim.inject(
-        Operation::MeterUsage,
-        Fault::DropConnection,
-        Trigger::NextCalls(1),
+    // The SDK retries a dropped connection.
+    play(
+        &sim,
+        &[drop_next, Retrying(Request::Meter(3), Answer::Success)],
     )
-    .expect("valid fault");
-    meter(&retrying().metering(&sim).await, 3)
-        .await
-        .expect("the SDK retries a dropped connection");
+    .await;
     assert_eq!(sim.usage().len(), 1);
-    assert_eq!(
-        outcomes(&sim, Operation::MeterUsage),
-        [
-            (Outcome::Dropped, Some(FaultKind::DropConnection)),
-            (Outcome::Dropped, Some(FaultKind::DropConnection)),
-            (Outcome::Success, None)
-        ]
-    );
+    let dropped = (Outcome::Dropped, Some(FaultKind::DropConnection));
+    assert_eq!(logged(&sim, Op::MeterUsage), [dropped, dropped, SUCCEEDED]);
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn probability_faults_fire_at_their_rate() {
     let sim = start_at(noon()).await;
-    let client = common::lm_client(&sim).await;
-    let arn = sim.licenses().licenses[0].arn.clone();
-    let failures = |n: usize| {
-        let client = client.clone();
-        let arn = arn.clone();
-        async move {
-            let mut failed: u64 = 0;
-            for _ in 0..n {
-                if client.get_license().license_arn(&arn).send().await.is_err() {
-                    failed += 1;
-                }
+    // (probability, calls, how many may fail). Binomial(200, 0.5): outside
+    // 60..=140 has a chance below 1e-8.
+    let rates = [(1.0, 20, 20..=20), (0.0, 20, 0..=0), (0.5, 200, 60..=140)];
+    let clients = Clients::new(&sim, false).await;
+    for (probability, calls, expected) in rates {
+        let trigger = Trigger::Probability(probability);
+        play(
+            &sim,
+            &[
+                ClearFaults,
+                Inject(Op::GetLicense, Fault::InternalError, trigger),
+            ],
+        )
+        .await;
+        let mut failed: u64 = 0;
+        for _ in 0..calls {
+            if call(&sim, &clients, Request::GetLicense).await != Answer::Success {
+                failed += 1;
             }
-            failed
         }
-    };
-    sim.inject(
-        Operation::GetLicense,
-        Fault::InternalError,
-        Trigger::Probability(1.0),
-    )
-    .expect("valid fault");
-    assert_eq!(failures(20).await, 20);
-    sim.clear_faults();
-    sim.inject(
-        Operation::GetLicense,
-        Fault::InternalError,
-        Trigger::Probability(0.0),
-    )
-    .expect("valid fault");
-    assert_eq!(failures(20).await, 0);
-    sim.clear_faults();
-    sim.inject(
-        Operation::GetLicense,
-        Fault::InternalError,
-        Trigger::Probability(0.5),
-    )
-    .expect("valid fault");
-    // Binomial(200, 0.5): outside 60..=140 has a chance below 1e-8.
-    let failed = failures(200).await;
-    assert!((60..=140).contains(&failed), "{failed} of 200");
-    assert_eq!(sim.faults()[0].fired, failed);
+        assert!(
+            expected.contains(&failed),
+            "p = {probability}: {failed} of {calls}"
+        );
+        assert_eq!(sim.faults()[0].fired, failed, "p = {probability}");
+    }
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn faults_hit_only_their_operation_until_cleared() {
     let sim = start_at(noon()).await;
-    sim.inject(
-        Operation::MeterUsage,
-        Fault::Throttling,
-        Trigger::Probability(1.0),
+    let always = Trigger::Probability(1.0);
+    play(
+        &sim,
+        &[
+            Inject(Op::MeterUsage, Fault::Throttling, always),
+            // Other operations are unaffected.
+            Plain(Request::Register, Answer::Success),
+            Plain(Request::Meter(1), THROTTLED),
+            ClearFaults,
+            Plain(Request::Meter(1), Answer::Success),
+        ],
     )
-    .expect("valid fault");
-    let client = common::metering_client(&sim).await;
-    client
-        .register_usage()
-        .product_code(PRO)
-        .public_key_version(1)
-        .send()
-        .await
-        .expect("other operations are unaffected");
-    assert!(meter(&client, 1).await.is_err());
-    sim.clear_faults();
-    meter(&client, 1).await.expect("cleared");
+    .await;
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn faults_an_operation_cannot_answer_are_refused() {
     let sim = start_at(noon()).await;
-    let err = sim
-        .inject(
-            Operation::CheckoutLicense,
+    // (operation, fault, trigger, what the message names)
+    let cases = [
+        (
+            Op::CheckoutLicense,
             Fault::Throttling,
             Trigger::NextCalls(1),
-        )
-        .unwrap_err();
-    assert!(matches!(err, Error::Fault(_)), "{err}");
-    assert!(err.to_string().contains("RateLimitExceeded"));
-    let err = sim
-        .inject(
-            Operation::MeterUsage,
+            "RateLimitExceeded",
+        ),
+        (
+            Op::MeterUsage,
             Fault::RateLimitExceeded,
             Trigger::NextCalls(1),
-        )
-        .unwrap_err();
-    assert!(err.to_string().contains("ThrottlingException"));
-    assert!(
-        sim.inject(
-            Operation::MeterUsage,
+            "ThrottlingException",
+        ),
+        (
+            Op::MeterUsage,
             Fault::InternalError,
-            Trigger::Probability(2.0)
-        )
-        .is_err()
-    );
+            Trigger::Probability(2.0),
+            "",
+        ),
+    ];
+    for (operation, fault, trigger, names) in cases {
+        let err = sim.inject(operation, fault, trigger).unwrap_err();
+        assert!(matches!(err, Error::Fault(_)), "{err}");
+        assert!(err.to_string().contains(names), "{err}");
+    }
     assert!(sim.faults().is_empty());
     sim.shutdown().await;
 }

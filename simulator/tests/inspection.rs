@@ -7,7 +7,7 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::{ENTERPRISE_SKU, FINGERPRINT, USAGE, noon, raw, sdk_time, start_at};
+use common::{ENTERPRISE_SKU, FINGERPRINT, USAGE, noon, raw, start_at};
 use marketgate_simulator::{Config, Simulator};
 use serde_json::{Value, json};
 
@@ -31,14 +31,7 @@ async fn post(sim: &Simulator, path: &str, body: &Value) -> (u16, Value) {
 }
 
 async fn meter(sim: &Simulator, quantity: i32) -> Result<String, String> {
-    common::metering_client(sim)
-        .await
-        .meter_usage()
-        .product_code(USAGE)
-        .timestamp(sdk_time(noon()))
-        .usage_dimension("api_calls")
-        .usage_quantity(quantity)
-        .send()
+    common::meter_at_noon(&common::metering_client(sim).await, quantity)
         .await
         .map(|o| o.metering_record_id().unwrap_or_default().to_owned())
         .map_err(|e| format!("{:?}", e.into_service_error()))

@@ -1,25 +1,44 @@
 //! AWS License Manager through the real `aws-sdk-licensemanager` client:
 //! checkouts, seats, the 60-minute provisional hold, extension, check-in,
 //! `GetLicense`, `ListReceivedLicenses`, expired and suspended licenses.
+//!
+//! Each operation has one helper that sends it and answers the typed service
+//! error; refusals are checked with [`common::refused`], from tables of
+//! cases where a test tries several.
 
 mod common;
 
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_licensemanager::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_licensemanager::operation::check_in_license::{
+    CheckInLicenseError, CheckInLicenseOutput,
+};
 use aws_sdk_licensemanager::operation::checkout_license::{
     CheckoutLicenseError, CheckoutLicenseOutput,
+};
+use aws_sdk_licensemanager::operation::extend_license_consumption::{
+    ExtendLicenseConsumptionError, ExtendLicenseConsumptionOutput,
+};
+use aws_sdk_licensemanager::operation::get_license::{GetLicenseError, GetLicenseOutput};
+use aws_sdk_licensemanager::operation::list_received_licenses::{
+    ListReceivedLicensesError, ListReceivedLicensesOutput,
 };
 use aws_sdk_licensemanager::types::{
     CheckoutType, EntitlementData, EntitlementDataUnit, EntitlementUnit, Filter,
     LicenseStatus as SdkLicenseStatus,
 };
-use common::{Client, ENTERPRISE_SKU, FINGERPRINT, noon, start_at, start_with};
+use common::{Client, ENTERPRISE_SKU, FINGERPRINT, Is, noon, refused, start_at, start_with};
 use marketgate_simulator::{
-    CheckoutState, Config, EntitlementConfig, EntitlementUnit as Unit, LicenseConfig, LicenseStatus,
+    CheckoutState, Config, EntitlementConfig, EntitlementUnit as Unit, LicenseConfig,
+    LicenseStatus, Simulator,
 };
 
 const MINUTE: Duration = Duration::from_mins(1);
+
+/// An ARN no license has.
+const UNKNOWN_ARN: &str =
+    "arn:aws:license-manager::294406891311:license:l-00000000000000000000000000000000";
 
 type LicenseManager = aws_sdk_licensemanager::Client;
 
@@ -36,8 +55,56 @@ fn seat() -> EntitlementData {
     entitlement("Seats", EntitlementDataUnit::Count, Some("1"))
 }
 
+fn seats(n: &str) -> EntitlementData {
+    entitlement("Seats", EntitlementDataUnit::Count, Some(n))
+}
+
 fn feature() -> EntitlementData {
     entitlement("ProEdition", EntitlementDataUnit::None, None)
+}
+
+/// A `CheckoutLicense` request. `Default` is a provisional checkout of one
+/// seat of the example license with no `ClientToken` and no `NodeId`.
+#[derive(Debug, Clone)]
+struct Checkout<'a> {
+    sku: &'a str,
+    kind: CheckoutType,
+    fingerprint: &'a str,
+    entitlements: Vec<EntitlementData>,
+    token: Option<&'a str>,
+    node: Option<&'a str>,
+}
+
+impl Default for Checkout<'_> {
+    fn default() -> Self {
+        Self {
+            sku: ENTERPRISE_SKU,
+            kind: CheckoutType::Provisional,
+            fingerprint: FINGERPRINT,
+            entitlements: vec![seat()],
+            token: None,
+            node: None,
+        }
+    }
+}
+
+impl Checkout<'_> {
+    async fn send(
+        self,
+        client: &LicenseManager,
+    ) -> Result<CheckoutLicenseOutput, CheckoutLicenseError> {
+        client
+            .checkout_license()
+            .product_sku(self.sku)
+            .checkout_type(self.kind)
+            .key_fingerprint(self.fingerprint)
+            .set_entitlements(Some(self.entitlements))
+            .set_client_token(self.token.map(str::to_owned))
+            .set_node_id(self.node.map(str::to_owned))
+            .send()
+            .await
+            .map_err(SdkError::into_service_error)
+    }
 }
 
 async fn checkout(
@@ -46,16 +113,14 @@ async fn checkout(
     entitlements: Vec<EntitlementData>,
     token: &str,
 ) -> Result<CheckoutLicenseOutput, CheckoutLicenseError> {
-    client
-        .checkout_license()
-        .product_sku(ENTERPRISE_SKU)
-        .checkout_type(kind)
-        .key_fingerprint(FINGERPRINT)
-        .set_entitlements(Some(entitlements))
-        .client_token(token)
-        .send()
-        .await
-        .map_err(SdkError::into_service_error)
+    Checkout {
+        kind,
+        entitlements,
+        token: Some(token),
+        ..Checkout::default()
+    }
+    .send(client)
+    .await
 }
 
 async fn checkout_seat(
@@ -67,7 +132,88 @@ async fn checkout_seat(
         .map(|out| out.license_consumption_token().expect("token").to_owned())
 }
 
-fn seats_in_use(sim: &marketgate_simulator::Simulator) -> u64 {
+async fn extend(
+    client: &LicenseManager,
+    token: &str,
+    dry_run: bool,
+) -> Result<ExtendLicenseConsumptionOutput, ExtendLicenseConsumptionError> {
+    client
+        .extend_license_consumption()
+        .license_consumption_token(token)
+        .set_dry_run(dry_run.then_some(true))
+        .send()
+        .await
+        .map_err(SdkError::into_service_error)
+}
+
+async fn check_in(
+    client: &LicenseManager,
+    token: &str,
+) -> Result<CheckInLicenseOutput, CheckInLicenseError> {
+    client
+        .check_in_license()
+        .license_consumption_token(token)
+        .send()
+        .await
+        .map_err(SdkError::into_service_error)
+}
+
+async fn get(
+    client: &LicenseManager,
+    arn: &str,
+    version: Option<&str>,
+) -> Result<GetLicenseOutput, GetLicenseError> {
+    client
+        .get_license()
+        .license_arn(arn)
+        .set_version(version.map(str::to_owned))
+        .send()
+        .await
+        .map_err(SdkError::into_service_error)
+}
+
+/// A `ListReceivedLicenses` request; empty members are not sent.
+#[derive(Debug, Clone, Default)]
+struct List<'a> {
+    arns: Vec<&'a str>,
+    filters: Vec<Filter>,
+    max_results: Option<i32>,
+    next_token: Option<&'a str>,
+}
+
+impl List<'_> {
+    fn filtered(filters: &[(&str, &str)]) -> Self {
+        Self {
+            filters: filters
+                .iter()
+                .map(|(name, value)| filter(name, value))
+                .collect(),
+            ..Self::default()
+        }
+    }
+
+    async fn send(
+        self,
+        client: &LicenseManager,
+    ) -> Result<ListReceivedLicensesOutput, ListReceivedLicensesError> {
+        let arns: Vec<String> = self.arns.iter().map(|a| (*a).to_owned()).collect();
+        client
+            .list_received_licenses()
+            .set_license_arns((!arns.is_empty()).then_some(arns))
+            .set_filters((!self.filters.is_empty()).then_some(self.filters))
+            .set_max_results(self.max_results)
+            .set_next_token(self.next_token.map(str::to_owned))
+            .send()
+            .await
+            .map_err(SdkError::into_service_error)
+    }
+}
+
+fn filter(name: &str, value: &str) -> Filter {
+    Filter::builder().name(name).values(value).build()
+}
+
+fn seats_in_use(sim: &Simulator) -> u64 {
     sim.licenses().licenses[0]
         .entitlements
         .iter()
@@ -105,19 +251,19 @@ fn license(name: &str, sku: &str, status: LicenseStatus, begin: SystemTime) -> L
 async fn a_provisional_checkout_returns_what_the_model_declares() {
     let sim = start_at(noon()).await;
     let client = common::lm_client(&sim).await;
-    let out = client
-        .checkout_license()
-        .product_sku(ENTERPRISE_SKU)
-        .checkout_type(CheckoutType::Provisional)
-        .key_fingerprint(FINGERPRINT)
-        .entitlements(feature())
-        .entitlements(seat())
-        .entitlements(entitlement("NotBought", EntitlementDataUnit::None, None))
-        .client_token("c-1")
-        .node_id("node-7")
-        .send()
-        .await
-        .expect("checked out");
+    let out = Checkout {
+        entitlements: vec![
+            feature(),
+            seat(),
+            entitlement("NotBought", EntitlementDataUnit::None, None),
+        ],
+        token: Some("c-1"),
+        node: Some("node-7"),
+        ..Checkout::default()
+    }
+    .send(&client)
+    .await
+    .expect("checked out");
     assert_eq!(out.checkout_type(), Some(&CheckoutType::Provisional));
     let allowed: Vec<(&str, Option<&str>, &EntitlementDataUnit)> = out
         .entitlements_allowed()
@@ -158,13 +304,18 @@ async fn a_provisional_checkout_returns_what_the_model_declares() {
     ))
     .expect("issuer key file");
     assert_eq!(issuer_file, sim.license_issuer_public_key_pem());
-    assert_eq!(payload["licenseArn"], arn);
-    assert_eq!(payload["licenseConsumptionToken"], token);
-    assert_eq!(payload["nodeId"], "node-7");
-    assert_eq!(payload["issuedAt"], "2026-11-26T12:00:00Z");
-    assert_eq!(payload["expiration"], "2026-11-26T13:00:00Z");
-    assert_eq!(payload["entitlementsAllowed"][1]["name"], "Seats");
-    assert_eq!(payload["checkoutMetadata"]["checkoutType"], "PROVISIONAL");
+    let claims = [
+        ("/licenseArn", arn),
+        ("/licenseConsumptionToken", token),
+        ("/nodeId", "node-7"),
+        ("/issuedAt", "2026-11-26T12:00:00Z"),
+        ("/expiration", "2026-11-26T13:00:00Z"),
+        ("/entitlementsAllowed/1/name", "Seats"),
+        ("/checkoutMetadata/checkoutType", "PROVISIONAL"),
+    ];
+    for (claim, expected) in claims {
+        assert_eq!(payload.pointer(claim), Some(&expected.into()), "{claim}");
+    }
     assert_eq!(seats_in_use(&sim), 1);
     sim.shutdown().await;
 }
@@ -178,24 +329,25 @@ async fn seats_run_out_at_max_count() {
             .await
             .expect("a free seat");
     }
-    let seats = |n: &str| entitlement("Seats", EntitlementDataUnit::Count, Some(n));
-    let err = checkout(
-        &client,
-        CheckoutType::Provisional,
-        vec![seats("3")],
-        "three",
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        err.is_no_entitlements_allowed_exception(),
-        "3 in use + 3 > 5: {err:?}"
+    refused(
+        checkout(
+            &client,
+            CheckoutType::Provisional,
+            vec![seats("3")],
+            "three",
+        )
+        .await,
+        CheckoutLicenseError::is_no_entitlements_allowed_exception,
+        "3 in use + 3 > 5",
     );
     checkout(&client, CheckoutType::Provisional, vec![seats("2")], "two")
         .await
         .expect("the last two seats");
-    let err = checkout_seat(&client, "seat-6").await.unwrap_err();
-    assert!(err.is_no_entitlements_allowed_exception(), "{err:?}");
+    let err = refused(
+        checkout_seat(&client, "seat-6").await,
+        CheckoutLicenseError::is_no_entitlements_allowed_exception,
+        "all five in use",
+    );
     assert!(err.message().unwrap_or_default().contains("5 of 5 in use"));
     // A feature consumes no seat and is still allowed; the exhausted seat is
     // left out.
@@ -218,42 +370,33 @@ async fn seats_run_out_at_max_count() {
 async fn entitlements_must_match_name_and_unit() {
     let sim = start_at(noon()).await;
     let client = common::lm_client(&sim).await;
-    // Live AWS: a Unit None checkout against a counted entitlement is refused.
-    let err = checkout(
-        &client,
-        CheckoutType::Provisional,
-        vec![entitlement("Seats", EntitlementDataUnit::None, None)],
-        "wrong-unit",
-    )
-    .await
-    .unwrap_err();
-    assert!(err.is_no_entitlements_allowed_exception(), "{err:?}");
-    let err = checkout(
-        &client,
-        CheckoutType::Provisional,
-        vec![entitlement("Gold", EntitlementDataUnit::None, None)],
-        "unknown-name",
-    )
-    .await
-    .unwrap_err();
-    assert!(err.is_no_entitlements_allowed_exception(), "{err:?}");
-    let err = checkout(
-        &client,
-        CheckoutType::Provisional,
-        vec![entitlement(
-            "Seats",
-            EntitlementDataUnit::Count,
-            Some("two"),
-        )],
-        "bad-count",
-    )
-    .await
-    .unwrap_err();
-    assert!(err.is_invalid_parameter_value_exception(), "{err:?}");
+    let cases: [(&str, EntitlementData, Is<CheckoutLicenseError>); 3] = [
+        // Live AWS: a Unit None checkout against a counted entitlement is
+        // refused.
+        (
+            "wrong-unit",
+            entitlement("Seats", EntitlementDataUnit::None, None),
+            CheckoutLicenseError::is_no_entitlements_allowed_exception,
+        ),
+        (
+            "unknown-name",
+            entitlement("Gold", EntitlementDataUnit::None, None),
+            CheckoutLicenseError::is_no_entitlements_allowed_exception,
+        ),
+        (
+            "bad-count",
+            seats("two"),
+            CheckoutLicenseError::is_invalid_parameter_value_exception,
+        ),
+    ];
+    for (token, requested, is) in cases {
+        let result = checkout(&client, CheckoutType::Provisional, vec![requested], token).await;
+        refused(result, is, token);
+    }
     let out = checkout(
         &client,
         CheckoutType::Provisional,
-        vec![entitlement("Seats", EntitlementDataUnit::Count, Some("3"))],
+        vec![seats("3")],
         "three",
     )
     .await
@@ -267,69 +410,58 @@ async fn entitlements_must_match_name_and_unit() {
 async fn unknown_sku_or_fingerprint_is_not_found_and_bad_input_is_invalid() {
     let sim = start_at(noon()).await;
     let client = common::lm_client(&sim).await;
-    let err = client
-        .checkout_license()
-        .product_sku("no-such-sku")
-        .checkout_type(CheckoutType::Provisional)
-        .key_fingerprint(FINGERPRINT)
-        .entitlements(feature())
-        .client_token("t")
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(err.is_resource_not_found_exception(), "{err:?}");
-    let err = client
-        .checkout_license()
-        .product_sku(ENTERPRISE_SKU)
-        .checkout_type(CheckoutType::Provisional)
-        .key_fingerprint("aws:111122223333:seller:issuer-fingerprint")
-        .entitlements(feature())
-        .client_token("t")
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(err.is_resource_not_found_exception(), "{err:?}");
-    let err = client
-        .checkout_license()
-        .product_sku(ENTERPRISE_SKU)
-        .checkout_type(CheckoutType::Provisional)
-        .key_fingerprint(FINGERPRINT)
-        .entitlements(feature())
-        .client_token("   ")
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(
-        err.is_validation_exception(),
-        "ClientToken must match \\S+: {err:?}"
-    );
-    // The SDK does not fill ClientToken for CheckoutLicense; it is required.
-    let err = client
-        .checkout_license()
-        .product_sku(ENTERPRISE_SKU)
-        .checkout_type(CheckoutType::Provisional)
-        .key_fingerprint(FINGERPRINT)
-        .entitlements(feature())
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(err.is_validation_exception(), "{err:?}");
-    let err = client
-        .checkout_license()
-        .product_sku(ENTERPRISE_SKU)
-        .checkout_type(CheckoutType::from("BORROWED"))
-        .key_fingerprint(FINGERPRINT)
-        .entitlements(feature())
-        .client_token("t")
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(err.is_validation_exception(), "{err:?}");
+    let valid = Checkout {
+        entitlements: vec![feature()],
+        token: Some("t"),
+        ..Checkout::default()
+    };
+    let cases: [(&str, Checkout, Is<CheckoutLicenseError>); 5] = [
+        (
+            "unknown SKU",
+            Checkout {
+                sku: "no-such-sku",
+                ..valid.clone()
+            },
+            CheckoutLicenseError::is_resource_not_found_exception,
+        ),
+        (
+            "another issuer's fingerprint",
+            Checkout {
+                fingerprint: "aws:111122223333:seller:issuer-fingerprint",
+                ..valid.clone()
+            },
+            CheckoutLicenseError::is_resource_not_found_exception,
+        ),
+        (
+            "ClientToken must match \\S+",
+            Checkout {
+                token: Some("   "),
+                ..valid.clone()
+            },
+            CheckoutLicenseError::is_validation_exception,
+        ),
+        // The SDK does not fill ClientToken for CheckoutLicense; it is
+        // required.
+        (
+            "no ClientToken",
+            Checkout {
+                token: None,
+                ..valid.clone()
+            },
+            CheckoutLicenseError::is_validation_exception,
+        ),
+        (
+            "unknown CheckoutType",
+            Checkout {
+                kind: CheckoutType::from("BORROWED"),
+                ..valid
+            },
+            CheckoutLicenseError::is_validation_exception,
+        ),
+    ];
+    for (case, request, is) in cases {
+        refused(request.send(&client).await, is, case);
+    }
     assert!(sim.licenses().checkouts.is_empty());
     sim.shutdown().await;
 }
@@ -347,24 +479,16 @@ async fn check_in_returns_the_seat() {
         );
     }
     checkout_seat(&client, "s5").await.unwrap_err();
-    client
-        .check_in_license()
-        .license_consumption_token(&tokens[0])
-        .send()
-        .await
-        .expect("checked in");
+    check_in(&client, &tokens[0]).await.expect("checked in");
     assert_eq!(seats_in_use(&sim), 4);
     checkout_seat(&client, "s6")
         .await
         .expect("the returned seat");
-    let err = client
-        .check_in_license()
-        .license_consumption_token(&tokens[0])
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(err.is_resource_not_found_exception(), "{err:?}");
+    refused(
+        check_in(&client, &tokens[0]).await,
+        CheckInLicenseError::is_resource_not_found_exception,
+        "checked in twice",
+    );
     let checkouts = sim.licenses().checkouts;
     assert_eq!(checkouts[0].state, CheckoutState::CheckedIn);
     assert_eq!(checkouts[0].ended_at, Some(1_795_694_400));
@@ -383,22 +507,16 @@ async fn provisional_checkouts_return_automatically_after_60_minutes() {
     let checkouts = sim.licenses().checkouts;
     assert_eq!(checkouts[0].state, CheckoutState::Expired);
     assert_eq!(checkouts[0].ended_at, Some(1_795_698_000));
-    let err = client
-        .extend_license_consumption()
-        .license_consumption_token(&token)
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(err.is_resource_not_found_exception(), "{err:?}");
-    let err = client
-        .check_in_license()
-        .license_consumption_token(&token)
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(err.is_resource_not_found_exception(), "{err:?}");
+    refused(
+        extend(&client, &token, false).await,
+        ExtendLicenseConsumptionError::is_resource_not_found_exception,
+        "extend after expiry",
+    );
+    refused(
+        check_in(&client, &token).await,
+        CheckInLicenseError::is_resource_not_found_exception,
+        "check in after expiry",
+    );
     sim.shutdown().await;
 }
 
@@ -408,24 +526,13 @@ async fn extending_keeps_the_seat_for_another_60_minutes() {
     let client = common::lm_client(&sim).await;
     let token = checkout_seat(&client, "a").await.expect("seat");
     sim.clock().advance(50 * MINUTE);
-    let dry = client
-        .extend_license_consumption()
-        .license_consumption_token(&token)
-        .dry_run(true)
-        .send()
-        .await
-        .expect("dry run");
+    let dry = extend(&client, &token, true).await.expect("dry run");
     assert_eq!(
         dry.expiration(),
         Some("2026-11-26T13:00:00Z"),
         "DryRun changes nothing"
     );
-    let out = client
-        .extend_license_consumption()
-        .license_consumption_token(&token)
-        .send()
-        .await
-        .expect("extended");
+    let out = extend(&client, &token, false).await.expect("extended");
     assert_eq!(out.license_consumption_token(), Some(token.as_str()));
     assert_eq!(out.expiration(), Some("2026-11-26T13:50:00Z"));
     sim.clock().advance(59 * MINUTE); // 13:49
@@ -433,14 +540,11 @@ async fn extending_keeps_the_seat_for_another_60_minutes() {
     sim.clock().advance(MINUTE); // 13:50
     assert_eq!(seats_in_use(&sim), 0);
     assert_eq!(sim.licenses().checkouts[0].extensions, 1);
-    let err = client
-        .extend_license_consumption()
-        .license_consumption_token("never-issued")
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(err.is_resource_not_found_exception(), "{err:?}");
+    refused(
+        extend(&client, "never-issued", false).await,
+        ExtendLicenseConsumptionError::is_resource_not_found_exception,
+        "a token never issued",
+    );
     sim.shutdown().await;
 }
 
@@ -452,10 +556,11 @@ async fn a_retried_checkout_with_the_same_client_token_takes_one_seat() {
     let again = checkout_seat(&client, "same").await.expect("retry");
     assert_eq!(first, again);
     assert_eq!(seats_in_use(&sim), 1);
-    let err = checkout(&client, CheckoutType::Provisional, vec![feature()], "same")
-        .await
-        .unwrap_err();
-    assert!(err.is_validation_exception(), "{err:?}");
+    refused(
+        checkout(&client, CheckoutType::Provisional, vec![feature()], "same").await,
+        CheckoutLicenseError::is_validation_exception,
+        "same ClientToken, other entitlements",
+    );
     sim.shutdown().await;
 }
 
@@ -472,45 +577,26 @@ async fn perpetual_checkouts_draw_down_for_good() {
     });
     let sim = start_with(config, noon()).await;
     let client = common::lm_client(&sim).await;
-    let credits = |n: &str| entitlement("Credits", EntitlementDataUnit::Count, Some(n));
-    let out = checkout(
-        &client,
-        CheckoutType::Perpetual,
-        vec![credits("6")],
-        "draw-1",
-    )
-    .await
-    .expect("six credits");
+    let credits = |n: &str| vec![entitlement("Credits", EntitlementDataUnit::Count, Some(n))];
+    let out = checkout(&client, CheckoutType::Perpetual, credits("6"), "draw-1")
+        .await
+        .expect("six credits");
     assert_eq!(out.checkout_type(), Some(&CheckoutType::Perpetual));
     sim.clock().advance(Duration::from_hours(48));
-    let err = checkout(
-        &client,
-        CheckoutType::Perpetual,
-        vec![credits("5")],
-        "draw-2",
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        err.is_no_entitlements_allowed_exception(),
-        "6 of 10 stay drawn after two days: {err:?}"
+    refused(
+        checkout(&client, CheckoutType::Perpetual, credits("5"), "draw-2").await,
+        CheckoutLicenseError::is_no_entitlements_allowed_exception,
+        "6 of 10 stay drawn after two days",
     );
-    checkout(
-        &client,
-        CheckoutType::Perpetual,
-        vec![credits("4")],
-        "draw-3",
-    )
-    .await
-    .expect("the last four");
-    let err = client
-        .check_in_license()
-        .license_consumption_token(out.license_consumption_token().expect("token"))
-        .send()
+    checkout(&client, CheckoutType::Perpetual, credits("4"), "draw-3")
         .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(err.is_conflict_exception(), "AllowCheckIn false: {err:?}");
+        .expect("the last four");
+    let token = out.license_consumption_token().expect("token");
+    refused(
+        check_in(&client, token).await,
+        CheckInLicenseError::is_conflict_exception,
+        "AllowCheckIn false",
+    );
     sim.shutdown().await;
 }
 
@@ -535,26 +621,34 @@ async fn get_license_shows_the_license_as_configured() {
     let sim = start_at(noon()).await;
     let client = common::lm_client(&sim).await;
     let arn = sim.licenses().licenses[0].arn.clone();
-    let out = client
-        .get_license()
-        .license_arn(&arn)
-        .send()
-        .await
-        .expect("license");
+    let out = get(&client, &arn, None).await.expect("license");
     let license = out.license().expect("license");
-    assert_eq!(license.license_arn(), Some(arn.as_str()));
-    assert_eq!(license.product_sku(), Some(ENTERPRISE_SKU));
-    assert_eq!(license.product_name(), Some("enterprise"));
-    assert_eq!(license.status(), Some(&SdkLicenseStatus::Available));
-    assert_eq!(license.beneficiary(), Some("111122223333"));
-    assert_eq!(license.home_region(), Some("us-east-1"));
-    assert_eq!(license.version(), Some("1"));
     let issuer = license.issuer().expect("issuer");
-    assert_eq!(issuer.key_fingerprint(), Some(FINGERPRINT));
-    assert_eq!(issuer.name(), Some("AWS/Marketplace"));
     let validity = license.validity().expect("validity");
-    assert_eq!(validity.begin(), "2026-01-01T00:00:00Z");
-    assert_eq!(validity.end(), Some("2036-01-01T00:00:00Z"));
+    let members = [
+        ("LicenseArn", license.license_arn(), arn.as_str()),
+        ("ProductSKU", license.product_sku(), ENTERPRISE_SKU),
+        ("ProductName", license.product_name(), "enterprise"),
+        ("Beneficiary", license.beneficiary(), "111122223333"),
+        ("HomeRegion", license.home_region(), "us-east-1"),
+        ("Version", license.version(), "1"),
+        (
+            "Issuer.KeyFingerprint",
+            issuer.key_fingerprint(),
+            FINGERPRINT,
+        ),
+        ("Issuer.Name", issuer.name(), "AWS/Marketplace"),
+        (
+            "Validity.Begin",
+            Some(validity.begin()),
+            "2026-01-01T00:00:00Z",
+        ),
+        ("Validity.End", validity.end(), "2036-01-01T00:00:00Z"),
+    ];
+    for (member, actual, expected) in members {
+        assert_eq!(actual, Some(expected), "{member}");
+    }
+    assert_eq!(license.status(), Some(&SdkLicenseStatus::Available));
     let entitlements = license.entitlements();
     assert_eq!(entitlements[0].name(), "ProEdition");
     assert_eq!(entitlements[0].unit(), &EntitlementUnit::None);
@@ -569,43 +663,28 @@ async fn get_license_shows_the_license_as_configured() {
         .expect("provisional configuration");
     assert_eq!(provisional.max_time_to_live_in_minutes(), 60);
 
-    let err = client
-        .get_license()
-        .license_arn(
-            "arn:aws:license-manager::294406891311:license:l-00000000000000000000000000000000",
-        )
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(err.is_invalid_parameter_value_exception(), "{err:?}");
-    let err = client
-        .get_license()
-        .license_arn("not-an-arn")
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(err.is_validation_exception(), "{err:?}");
-    let err = client
-        .get_license()
-        .license_arn(&arn)
-        .version("9")
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(err.is_invalid_parameter_value_exception(), "{err:?}");
+    let cases: [(&str, Option<&str>, Is<GetLicenseError>); 3] = [
+        (
+            UNKNOWN_ARN,
+            None,
+            GetLicenseError::is_invalid_parameter_value_exception,
+        ),
+        ("not-an-arn", None, GetLicenseError::is_validation_exception),
+        (
+            &arn,
+            Some("9"),
+            GetLicenseError::is_invalid_parameter_value_exception,
+        ),
+    ];
+    for (arn, version, is) in cases {
+        refused(get(&client, arn, version).await, is, arn);
+    }
     sim.shutdown().await;
-}
-
-fn filter(name: &str, value: &str) -> Filter {
-    Filter::builder().name(name).values(value).build()
 }
 
 /// The example license plus a second available and a suspended one, all
 /// with the example SKU.
-async fn three_licenses() -> marketgate_simulator::Simulator {
+async fn three_licenses() -> Simulator {
     let mut config = Config::example();
     config.licenses.push(license(
         "second",
@@ -626,7 +705,7 @@ async fn three_licenses() -> marketgate_simulator::Simulator {
 async fn list_received_licenses_pages() {
     let sim = three_licenses().await;
     let client = common::lm_client(&sim).await;
-    let all = client.list_received_licenses().send().await.expect("list");
+    let all = List::default().send(&client).await.expect("list");
     assert_eq!(all.licenses().len(), 3);
     assert!(all.next_token().is_none());
     let received = all.licenses()[0].received_metadata().expect("metadata");
@@ -637,21 +716,20 @@ async fn list_received_licenses_pages() {
             .any(|o| o.as_str() == "CheckoutLicense")
     );
 
-    let first = client
-        .list_received_licenses()
-        .max_results(2)
-        .send()
-        .await
-        .expect("page 1");
+    let page = List {
+        max_results: Some(2),
+        ..List::default()
+    };
+    let first = page.clone().send(&client).await.expect("page 1");
     assert_eq!(first.licenses().len(), 2);
     let token = first.next_token().expect("more pages");
-    let second = client
-        .list_received_licenses()
-        .max_results(2)
-        .next_token(token)
-        .send()
-        .await
-        .expect("page 2");
+    let second = List {
+        next_token: Some(token),
+        ..page
+    }
+    .send(&client)
+    .await
+    .expect("page 2");
     assert_eq!(second.licenses().len(), 1);
     assert!(second.next_token().is_none());
     let mut arns: Vec<&str> = first
@@ -663,22 +741,27 @@ async fn list_received_licenses_pages() {
     arns.sort_unstable();
     arns.dedup();
     assert_eq!(arns.len(), 3, "pages do not overlap");
-    let err = client
-        .list_received_licenses()
-        .max_results(101)
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(err.is_validation_exception(), "{err:?}");
-    let err = client
-        .list_received_licenses()
-        .next_token("forged")
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(err.is_invalid_parameter_value_exception(), "{err:?}");
+    let cases: [(&str, List, Is<ListReceivedLicensesError>); 2] = [
+        (
+            "MaxResults above 100",
+            List {
+                max_results: Some(101),
+                ..List::default()
+            },
+            ListReceivedLicensesError::is_validation_exception,
+        ),
+        (
+            "a forged NextToken",
+            List {
+                next_token: Some("forged"),
+                ..List::default()
+            },
+            ListReceivedLicensesError::is_invalid_parameter_value_exception,
+        ),
+    ];
+    for (case, request, is) in cases {
+        refused(request.send(&client).await, is, case);
+    }
     sim.shutdown().await;
 }
 
@@ -686,76 +769,70 @@ async fn list_received_licenses_pages() {
 async fn list_received_licenses_filters() {
     let sim = three_licenses().await;
     let client = common::lm_client(&sim).await;
-    let suspended = client
-        .list_received_licenses()
-        .filters(filter("Status", "SUSPENDED"))
-        .send()
+    let suspended = List::filtered(&[("Status", "SUSPENDED")])
+        .send(&client)
         .await
         .expect("filtered");
     assert_eq!(suspended.licenses().len(), 1);
     assert_eq!(suspended.licenses()[0].license_name(), Some("third"));
-    let all = client
-        .list_received_licenses()
-        .filters(filter("ProductSKU", ENTERPRISE_SKU))
-        .filters(filter("Fingerprint", FINGERPRINT))
-        .filters(filter("IssuerName", "AWS/Marketplace"))
-        .filters(filter("Beneficiary", "111122223333"))
-        .send()
-        .await
-        .expect("filtered");
-    assert_eq!(all.licenses().len(), 3);
-    let none = client
-        .list_received_licenses()
-        .filters(filter("ProductSKU", "other"))
-        .send()
-        .await
-        .expect("filtered");
-    assert!(none.licenses().is_empty());
+    let counts = [
+        (
+            List::filtered(&[
+                ("ProductSKU", ENTERPRISE_SKU),
+                ("Fingerprint", FINGERPRINT),
+                ("IssuerName", "AWS/Marketplace"),
+                ("Beneficiary", "111122223333"),
+            ]),
+            3,
+        ),
+        (List::filtered(&[("ProductSKU", "other")]), 0),
+    ];
+    for (request, count) in counts {
+        let out = request.clone().send(&client).await.expect("filtered");
+        assert_eq!(out.licenses().len(), count, "{request:?}");
+    }
     let arn = sim.licenses().licenses[1].arn.clone();
-    let by_arn = client
-        .list_received_licenses()
-        .license_arns(&arn)
-        .send()
-        .await
-        .expect("by arn");
+    let by_arn = List {
+        arns: vec![&arn],
+        ..List::default()
+    }
+    .send(&client)
+    .await
+    .expect("by arn");
     assert_eq!(by_arn.licenses().len(), 1);
     assert_eq!(by_arn.licenses()[0].license_arn(), Some(arn.as_str()));
 
-    let err = client
-        .list_received_licenses()
-        .filters(filter("productsku", ENTERPRISE_SKU))
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(
-        err.is_invalid_parameter_value_exception(),
-        "names are case-sensitive: {err:?}"
-    );
     let two_values = Filter::builder()
         .name("Status")
         .values("AVAILABLE")
         .values("EXPIRED")
         .build();
-    let err = client
-        .list_received_licenses()
-        .filters(two_values)
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(
-        err.is_invalid_parameter_value_exception(),
-        "one value per filter: {err:?}"
-    );
-    let err = client
-        .list_received_licenses()
-        .license_arns("not-an-arn")
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(err.is_validation_exception(), "{err:?}");
+    let cases: [(&str, List, Is<ListReceivedLicensesError>); 3] = [
+        (
+            "names are case-sensitive",
+            List::filtered(&[("productsku", ENTERPRISE_SKU)]),
+            ListReceivedLicensesError::is_invalid_parameter_value_exception,
+        ),
+        (
+            "one value per filter",
+            List {
+                filters: vec![two_values],
+                ..List::default()
+            },
+            ListReceivedLicensesError::is_invalid_parameter_value_exception,
+        ),
+        (
+            "LicenseArns must be ARNs",
+            List {
+                arns: vec!["not-an-arn"],
+                ..List::default()
+            },
+            ListReceivedLicensesError::is_validation_exception,
+        ),
+    ];
+    for (case, request, is) in cases {
+        refused(request.send(&client).await, is, case);
+    }
     sim.shutdown().await;
 }
 
@@ -783,23 +860,19 @@ async fn expired_licenses_allow_nothing() {
     // The example license ends 2036-01-01: move the clock past it.
     sim.clock()
         .set(SystemTime::UNIX_EPOCH + Duration::from_secs(2_082_758_400 + 1));
-    let err = checkout_seat(&client, "late").await.unwrap_err();
-    assert!(err.is_no_entitlements_allowed_exception(), "{err:?}");
+    let err = refused(
+        checkout_seat(&client, "late").await,
+        CheckoutLicenseError::is_no_entitlements_allowed_exception,
+        "after the validity",
+    );
     assert!(err.message().unwrap_or_default().contains("EXPIRED"));
-    let license = client
-        .get_license()
-        .license_arn(&arn)
-        .send()
-        .await
-        .expect("still readable");
+    let license = get(&client, &arn, None).await.expect("still readable");
     assert_eq!(
         license.license().and_then(|l| l.status()),
         Some(&SdkLicenseStatus::Expired)
     );
-    let expired = client
-        .list_received_licenses()
-        .filters(filter("Status", "EXPIRED"))
-        .send()
+    let expired = List::filtered(&[("Status", "EXPIRED")])
+        .send(&client)
         .await
         .expect("listed");
     assert_eq!(expired.licenses().len(), 1);
@@ -813,8 +886,11 @@ async fn suspended_and_not_yet_valid_licenses_allow_nothing() {
     checkout_seat(&client, "before").await.expect("available");
     sim.set_license_status("enterprise-contract", LicenseStatus::Suspended)
         .expect("known license");
-    let err = checkout_seat(&client, "after").await.unwrap_err();
-    assert!(err.is_no_entitlements_allowed_exception(), "{err:?}");
+    let err = refused(
+        checkout_seat(&client, "after").await,
+        CheckoutLicenseError::is_no_entitlements_allowed_exception,
+        "suspended",
+    );
     assert!(err.message().unwrap_or_default().contains("SUSPENDED"));
     assert_eq!(sim.licenses().licenses[0].status, LicenseStatus::Suspended);
     sim.set_license_status("enterprise-contract", LicenseStatus::Available)
@@ -826,8 +902,11 @@ async fn suspended_and_not_yet_valid_licenses_allow_nothing() {
     // Before the validity starts.
     sim.clock()
         .set(SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600 - 1));
-    let err = checkout_seat(&client, "early").await.unwrap_err();
-    assert!(err.is_no_entitlements_allowed_exception(), "{err:?}");
+    refused(
+        checkout_seat(&client, "early").await,
+        CheckoutLicenseError::is_no_entitlements_allowed_exception,
+        "before the validity",
+    );
     assert!(
         sim.set_license_status("ghost", LicenseStatus::Available)
             .is_err()

@@ -72,11 +72,7 @@ async fn lm_with(
 async fn register(
     client: &metering::Client,
 ) -> metering::operation::register_usage::RegisterUsageError {
-    client
-        .register_usage()
-        .product_code(PRO)
-        .public_key_version(1)
-        .send()
+    common::register_pro(client)
         .await
         .unwrap_err()
         .into_service_error()

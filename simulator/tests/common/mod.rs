@@ -4,6 +4,7 @@
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+use std::fmt::Debug;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_config::BehaviorVersion;
@@ -11,6 +12,11 @@ use aws_config::retry::RetryConfig;
 use aws_credential_types::Credentials;
 use aws_sdk_licensemanager as lm;
 use aws_sdk_marketplacemetering as metering;
+use aws_sdk_marketplacemetering::error::SdkError;
+use aws_sdk_marketplacemetering::operation::meter_usage::{MeterUsageError, MeterUsageOutput};
+use aws_sdk_marketplacemetering::operation::register_usage::{
+    RegisterUsageError, RegisterUsageOutput,
+};
 use marketgate_simulator::{Config, Simulator};
 
 /// The Region of the example config's task.
@@ -107,6 +113,51 @@ pub(crate) async fn metering_client(sim: &Simulator) -> metering::Client {
 /// A License Manager client for the default task.
 pub(crate) async fn lm_client(sim: &Simulator) -> lm::Client {
     Client::default().license_manager(sim).await
+}
+
+/// `MeterUsage` of `quantity` `api_calls` of the example's custom product
+/// for the hour starting at [`noon`].
+pub(crate) async fn meter_at_noon(
+    client: &metering::Client,
+    quantity: i32,
+) -> Result<MeterUsageOutput, SdkError<MeterUsageError>> {
+    client
+        .meter_usage()
+        .product_code(USAGE)
+        .timestamp(sdk_time(noon()))
+        .usage_dimension("api_calls")
+        .usage_quantity(quantity)
+        .send()
+        .await
+}
+
+/// `RegisterUsage` of the example's paid hourly product, key version 1.
+pub(crate) async fn register_pro(
+    client: &metering::Client,
+) -> Result<RegisterUsageOutput, SdkError<RegisterUsageError>> {
+    client
+        .register_usage()
+        .product_code(PRO)
+        .public_key_version(1)
+        .send()
+        .await
+}
+
+/// An SDK error's `is_*` method: which error a case expects.
+pub(crate) type Is<E> = fn(&E) -> bool;
+
+/// Checks that a call was refused with the error `is` recognizes (an SDK
+/// `is_*` method), and answers the error; `case` names the call in the
+/// failure message.
+#[track_caller]
+pub(crate) fn refused<T: Debug, E: Debug>(result: Result<T, E>, is: Is<E>, case: &str) -> E {
+    match result {
+        Ok(out) => panic!("{case}: expected an error, got {out:?}"),
+        Err(err) => {
+            assert!(is(&err), "{case}: {err:?}");
+            err
+        }
+    }
 }
 
 /// A time as the SDK's `DateTime`.

@@ -1,24 +1,29 @@
 //! The simulator's configuration file: products, subscriptions, licenses and
 //! the emulated task, as TOML.
 //!
-//! [`Config`] is plain data that mirrors the file. [`Config::from_toml_str`]
-//! and [`Config::from_file`] also check every rule (see
-//! [`crate::catalog`]) so a bad file fails when it is loaded, with a message
-//! that names the entry.
+//! [`Config`] is plain data that mirrors the file; loading it only parses.
+//! The rules a config must follow are checked, and its key files read, once,
+//! when a simulator starts with it ([`crate::catalog`]), so a bad file fails
+//! at start with a message that names the entry.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::Catalog;
 use crate::error::ConfigError;
+
+mod datetime;
+mod license;
+
+pub use license::{EntitlementConfig, EntitlementUnit, LicenseConfig, LicenseStatus};
 
 /// The example configuration, exactly as `marketgate-sim --example-config`
 /// prints it. A simulator started without a config file runs with it.
-pub const EXAMPLE_TOML: &str = include_str!("../example-config.toml");
+pub const EXAMPLE_TOML: &str = include_str!("../../example-config.toml");
 
 /// Key fingerprint of licenses issued by AWS Marketplace. AWS's seller guide
+/// (<https://docs.aws.amazon.com/marketplace/latest/userguide/container-license-manager-integration.html>)
 /// says it "isn't a placeholder": it is the fixed value every Marketplace
 /// license carries.
 pub const MARKETPLACE_KEY_FINGERPRINT: &str = "aws:294406891311:AWS/Marketplace:issuer-fingerprint";
@@ -67,20 +72,19 @@ pub struct Config {
 }
 
 impl Config {
-    /// Parses and checks a TOML configuration. Relative key file paths are
-    /// taken relative to the current directory.
+    /// Parses a TOML configuration. Relative key file paths are taken
+    /// relative to the current directory. The config's rules are checked,
+    /// and its key files read, when a simulator starts with it.
     ///
     /// # Errors
-    /// [`ConfigError`] when the text is not valid TOML, does not match the
-    /// schema, names a key file that cannot be read, or breaks a rule.
+    /// [`ConfigError`] when the text is not valid TOML or does not match the
+    /// schema.
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        let config: Self = toml::from_str(text)?;
-        Catalog::build(&config)?;
-        Ok(config)
+        Ok(toml::from_str(text)?)
     }
 
-    /// Reads, parses and checks a TOML configuration file. Relative key file
-    /// paths are taken relative to the file's directory.
+    /// Reads and parses a TOML configuration file. Relative key file paths
+    /// are taken relative to the file's directory.
     ///
     /// # Errors
     /// As [`Config::from_toml_str`], and when the file cannot be read.
@@ -89,11 +93,10 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut config: Self = toml::from_str(&text)?;
+        let mut config = Self::from_toml_str(&text)?;
         if let Some(dir) = path.parent() {
             config.resolve_paths(dir);
         }
-        Catalog::build(&config)?;
         Ok(config)
     }
 
@@ -343,239 +346,6 @@ pub enum Subscription {
     Never,
 }
 
-/// A License Manager license granted to the buyer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct LicenseConfig {
-    /// A local alias, used by the inspection API and in messages.
-    pub name: String,
-    /// The `ProductSKU`; must be the `sku` of a contract product.
-    pub sku: String,
-    /// The license's status.
-    #[serde(default)]
-    pub status: LicenseStatus,
-    /// Start of validity.
-    #[serde(with = "datetime")]
-    pub begin: SystemTime,
-    /// End of validity; none means open-ended.
-    #[serde(
-        default,
-        with = "datetime::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub end: Option<SystemTime>,
-    /// The license ARN; derived from `name` when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub arn: Option<String>,
-    /// `LicenseName`; defaults to `name`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub license_name: Option<String>,
-    /// `ProductName`; defaults to the contract product's name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub product_name: Option<String>,
-    /// `HomeRegion`; defaults to `us-east-1`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub home_region: Option<String>,
-    /// `Version`; defaults to `"1"`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    /// `Beneficiary`; defaults to the buyer's account id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub beneficiary: Option<String>,
-    /// `Issuer.KeyFingerprint`; defaults to the license issuer's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_fingerprint: Option<String>,
-    /// The entitlements (`[[license.entitlement]]`).
-    #[serde(default, rename = "entitlement")]
-    pub entitlements: Vec<EntitlementConfig>,
-}
-
-/// One entitlement of a license.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct EntitlementConfig {
-    /// The entitlement name (the PLF "Contracts `DimensionX` API Name").
-    pub name: String,
-    /// The unit; `None` for a feature or tier, `Count` for seats.
-    pub unit: EntitlementUnit,
-    /// The value, for `Unit = None` only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
-    /// How many may be checked out at once, for every unit but `None`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_count: Option<i64>,
-    /// Whether checkouts may exceed `max-count`.
-    #[serde(default)]
-    pub overage: bool,
-    /// Whether `CheckInLicense` may return what was checked out.
-    #[serde(default)]
-    pub allow_check_in: bool,
-}
-
-/// A license's status, as License Manager's `LicenseStatus` enum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum LicenseStatus {
-    /// Usable.
-    #[default]
-    Available,
-    /// Not usable yet.
-    PendingAvailable,
-    /// Deactivated.
-    Deactivated,
-    /// Suspended, e.g. for non-payment.
-    Suspended,
-    /// Past its validity.
-    Expired,
-    /// Being deleted.
-    PendingDelete,
-    /// Deleted.
-    Deleted,
-}
-
-impl LicenseStatus {
-    /// The wire name (`AVAILABLE`, ...).
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Available => "AVAILABLE",
-            Self::PendingAvailable => "PENDING_AVAILABLE",
-            Self::Deactivated => "DEACTIVATED",
-            Self::Suspended => "SUSPENDED",
-            Self::Expired => "EXPIRED",
-            Self::PendingDelete => "PENDING_DELETE",
-            Self::Deleted => "DELETED",
-        }
-    }
-}
-
-macro_rules! entitlement_units {
-    ($($variant:ident => $wire:literal),* $(,)?) => {
-        /// An entitlement unit, as License Manager's `EntitlementUnit` enum.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-        pub enum EntitlementUnit {
-            $(
-                #[doc = concat!("`", $wire, "`")]
-                #[serde(rename = $wire)]
-                $variant,
-            )*
-        }
-
-        impl EntitlementUnit {
-            /// Every unit the model declares.
-            pub const ALL: &'static [Self] = &[$(Self::$variant),*];
-
-            /// The wire name (`Count`, `Bytes/Second`, ...).
-            #[must_use]
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $(Self::$variant => $wire,)*
-                }
-            }
-
-            /// Parses a wire name; names are case-sensitive, as in the model.
-            #[must_use]
-            pub fn from_wire(name: &str) -> Option<Self> {
-                match name {
-                    $($wire => Some(Self::$variant),)*
-                    _ => None,
-                }
-            }
-        }
-    };
-}
-
-entitlement_units! {
-    Count => "Count",
-    None => "None",
-    Seconds => "Seconds",
-    Microseconds => "Microseconds",
-    Milliseconds => "Milliseconds",
-    Bytes => "Bytes",
-    Kilobytes => "Kilobytes",
-    Megabytes => "Megabytes",
-    Gigabytes => "Gigabytes",
-    Terabytes => "Terabytes",
-    Bits => "Bits",
-    Kilobits => "Kilobits",
-    Megabits => "Megabits",
-    Gigabits => "Gigabits",
-    Terabits => "Terabits",
-    Percent => "Percent",
-    BytesPerSecond => "Bytes/Second",
-    KilobytesPerSecond => "Kilobytes/Second",
-    MegabytesPerSecond => "Megabytes/Second",
-    GigabytesPerSecond => "Gigabytes/Second",
-    TerabytesPerSecond => "Terabytes/Second",
-    BitsPerSecond => "Bits/Second",
-    KilobitsPerSecond => "Kilobits/Second",
-    MegabitsPerSecond => "Megabits/Second",
-    GigabitsPerSecond => "Gigabits/Second",
-    TerabitsPerSecond => "Terabits/Second",
-    CountPerSecond => "Count/Second",
-}
-
-/// TOML offset date-times (`2026-01-01T00:00:00Z`) as [`SystemTime`].
-mod datetime {
-    use std::time::SystemTime;
-
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    use toml::value::Datetime;
-
-    use crate::timestamp;
-
-    pub(super) fn serialize<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        let text = timestamp::iso8601(*time);
-        let value: Datetime = text.parse().map_err(serde::ser::Error::custom)?;
-        value.serialize(s)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
-        let value = Datetime::deserialize(d)?;
-        from_toml(&value).map_err(serde::de::Error::custom)
-    }
-
-    fn from_toml(value: &Datetime) -> Result<SystemTime, String> {
-        if value.date.is_none() || value.time.is_none() || value.offset.is_none() {
-            return Err(format!(
-                "{value} needs a date, a time and an offset, e.g. 2026-01-01T00:00:00Z"
-            ));
-        }
-        timestamp::parse_iso8601(&value.to_string())
-            .ok_or_else(|| format!("{value} is not a representable time"))
-    }
-
-    pub(super) mod option {
-        use std::time::SystemTime;
-
-        use serde::{Deserialize, Deserializer, Serializer};
-        use toml::value::Datetime;
-
-        #[allow(
-            clippy::ref_option,
-            reason = "serde's `with` passes the field by reference"
-        )]
-        pub(crate) fn serialize<S: Serializer>(
-            time: &Option<SystemTime>,
-            s: S,
-        ) -> Result<S::Ok, S::Error> {
-            match time {
-                Some(time) => super::serialize(time, s),
-                None => s.serialize_none(),
-            }
-        }
-
-        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-            d: D,
-        ) -> Result<Option<SystemTime>, D::Error> {
-            let value = Option::<Datetime>::deserialize(d)?;
-            value
-                .map(|v| super::from_toml(&v).map_err(serde::de::Error::custom))
-                .transpose()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -617,21 +387,6 @@ mod tests {
     }
 
     #[test]
-    fn example_public_keys_match_the_key_files() {
-        let config = Config::example();
-        let catalog = Catalog::build(&config).expect("example is valid");
-        for name in ["pro", "community"] {
-            let file = std::fs::read_to_string(
-                Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("keys/{name}.pub.pem")),
-            )
-            .expect("key file exists");
-            let product = catalog.product_by_name(name).expect("product exists");
-            let key = product.key(1).expect("version 1");
-            assert_eq!(key.signing.public_key_pem().trim(), file.trim(), "{name}");
-        }
-    }
-
-    #[test]
     fn config_round_trips_through_toml() {
         let config = Config::example();
         let text = toml::to_string(&config).expect("serializes");
@@ -666,23 +421,10 @@ mod tests {
     }
 
     #[test]
-    fn entitlement_units_use_the_model_spelling() {
-        assert_eq!(EntitlementUnit::ALL.len(), 27);
-        assert_eq!(
-            EntitlementUnit::from_wire("Bytes/Second"),
-            Some(EntitlementUnit::BytesPerSecond)
-        );
-        assert_eq!(EntitlementUnit::from_wire("count"), None);
-        for unit in EntitlementUnit::ALL {
-            assert_eq!(EntitlementUnit::from_wire(unit.as_str()), Some(*unit));
-        }
-    }
-
-    #[test]
     fn relative_key_files_resolve_against_the_config_directory() {
         let dir = std::env::temp_dir().join(format!("mgsim-config-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("keys")).expect("temp dir");
-        let pem = include_str!("../keys/license-issuer.key.pem");
+        let pem = include_str!("../../keys/license-issuer.key.pem");
         std::fs::write(dir.join("keys/p.key.pem"), pem).expect("write key");
         let file = dir.join("sim.toml");
         std::fs::write(
@@ -692,6 +434,7 @@ mod tests {
         )
         .expect("write config");
         let config = Config::from_file(&file).expect("loads");
+        crate::catalog::Catalog::build(&config).expect("the resolved key file is read");
         assert_eq!(
             config.products[0].keys[0].private_key_file.as_deref(),
             Some(dir.join("keys/p.key.pem").as_path())

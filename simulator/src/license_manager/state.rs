@@ -1,0 +1,193 @@
+//! License state that changes as calls arrive: each license's status and
+//! the consumptions (checkouts) drawing on it.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+use super::views::{
+    Checkout, CheckoutState, CheckoutType, EntitlementUsage, HeldEntitlement, LicenseInfo,
+    LicensesView,
+};
+use crate::catalog::LicenseSpec;
+use crate::config::{EntitlementConfig, EntitlementUnit, LicenseStatus};
+use crate::timestamp;
+
+/// How long a provisional checkout holds its entitlements: Marketplace
+/// products set `ProvisionalConfiguration.MaxTimeToLiveInMinutes` to 60.
+pub(super) const PROVISIONAL_TTL: Duration = Duration::from_hours(1);
+
+/// License state that changes: statuses and consumptions.
+#[derive(Debug)]
+pub(crate) struct Licensing {
+    pub(super) licenses: Vec<(LicenseSpec, LicenseStatus)>,
+    pub(super) consumptions: Vec<Consumption>,
+    /// Client token → index of the consumption it created.
+    pub(super) client_tokens: HashMap<String, usize>,
+}
+
+/// One checkout and what it holds.
+#[derive(Debug)]
+pub(super) struct Consumption {
+    pub(super) token: String,
+    pub(super) license: usize,
+    pub(super) checkout_type: CheckoutType,
+    pub(super) access_key_id: String,
+    pub(super) node_id: Option<String>,
+    pub(super) client_token: String,
+    pub(super) request: CheckoutRequest,
+    pub(super) held: Vec<HeldEntitlement>,
+    pub(super) issued_at: SystemTime,
+    pub(super) expiration: SystemTime,
+    pub(super) state: CheckoutState,
+    pub(super) ended_at: Option<SystemTime>,
+    pub(super) extensions: u32,
+    pub(super) response: Value,
+}
+
+/// The parameters of a checkout that idempotency compares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct CheckoutRequest {
+    pub(super) sku: String,
+    pub(super) checkout_type: CheckoutType,
+    pub(super) key_fingerprint: String,
+    pub(super) entitlements: Vec<(String, Option<String>, EntitlementUnit)>,
+    pub(super) beneficiary: Option<String>,
+    pub(super) node_id: Option<String>,
+}
+
+impl Licensing {
+    pub(crate) fn new(specs: &[LicenseSpec]) -> Self {
+        Self {
+            licenses: specs.iter().map(|s| (s.clone(), s.status)).collect(),
+            consumptions: Vec::new(),
+            client_tokens: HashMap::new(),
+        }
+    }
+
+    /// Checks in every provisional consumption whose time ran out on the
+    /// simulated clock. Called before every License Manager call and every
+    /// read, so a clock jump takes effect at once.
+    pub(crate) fn sweep(&mut self, now: SystemTime) {
+        for c in &mut self.consumptions {
+            if c.state == CheckoutState::Active
+                && c.checkout_type == CheckoutType::Provisional
+                && c.expiration <= now
+            {
+                c.state = CheckoutState::Expired;
+                c.ended_at = Some(c.expiration);
+            }
+        }
+    }
+
+    /// A license by ARN or config name.
+    pub(crate) fn find(&self, arn_or_name: &str) -> Option<usize> {
+        self.licenses
+            .iter()
+            .position(|(s, _)| s.arn == arn_or_name || s.name == arn_or_name)
+    }
+
+    /// Replaces a license's entitlements (an upgrade or downgrade by the
+    /// seller); active consumptions keep what they hold.
+    pub(crate) fn set_entitlements(&mut self, index: usize, entitlements: Vec<EntitlementConfig>) {
+        if let Some((spec, _)) = self.licenses.get_mut(index) {
+            spec.entitlements = entitlements;
+        }
+    }
+
+    pub(crate) fn set_status(&mut self, index: usize, status: LicenseStatus) {
+        if let Some((_, current)) = self.licenses.get_mut(index) {
+            *current = status;
+        }
+    }
+
+    /// The status a caller sees: a license whose validity ended reads as
+    /// `EXPIRED`.
+    pub(super) fn status(&self, index: usize, now: SystemTime) -> LicenseStatus {
+        let (spec, status) = &self.licenses[index];
+        if *status == LicenseStatus::Available && spec.end.is_some_and(|end| end <= now) {
+            LicenseStatus::Expired
+        } else {
+            *status
+        }
+    }
+
+    pub(super) fn in_use(&self, license: usize, entitlement: &str) -> u64 {
+        self.consumptions
+            .iter()
+            .filter(|c| c.license == license && c.state == CheckoutState::Active)
+            .flat_map(|c| &c.held)
+            .filter(|h| h.name == entitlement)
+            .map(|h| h.count)
+            .sum()
+    }
+
+    /// The inspection view.
+    pub(crate) fn view(&mut self, now: SystemTime) -> LicensesView {
+        self.sweep(now);
+        let licenses = (0..self.licenses.len())
+            .map(|i| {
+                let (spec, _) = &self.licenses[i];
+                LicenseInfo {
+                    name: spec.name.clone(),
+                    arn: spec.arn.clone(),
+                    sku: spec.sku.clone(),
+                    status: self.status(i, now),
+                    begin: timestamp::epoch_secs(spec.begin),
+                    end: spec.end.map(timestamp::epoch_secs),
+                    entitlements: spec
+                        .entitlements
+                        .iter()
+                        .map(|e| {
+                            let in_use = self.in_use(i, &e.name);
+                            EntitlementUsage {
+                                name: e.name.clone(),
+                                unit: e.unit,
+                                value: e.value.clone(),
+                                max_count: e.max_count,
+                                overage: e.overage,
+                                allow_check_in: e.allow_check_in,
+                                in_use,
+                                available: e.max_count.map(|max| {
+                                    u64::try_from(max).unwrap_or(0).saturating_sub(in_use)
+                                }),
+                            }
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        let checkouts = self
+            .consumptions
+            .iter()
+            .map(|c| Checkout {
+                license_consumption_token: c.token.clone(),
+                license_arn: self.licenses[c.license].0.arn.clone(),
+                checkout_type: c.checkout_type,
+                access_key_id: c.access_key_id.clone(),
+                node_id: c.node_id.clone(),
+                client_token: c.client_token.clone(),
+                entitlements: c.held.clone(),
+                issued_at: timestamp::epoch_secs(c.issued_at),
+                expiration: timestamp::epoch_secs(c.expiration),
+                state: c.state,
+                ended_at: c.ended_at.map(timestamp::epoch_secs),
+                extensions: c.extensions,
+            })
+            .collect();
+        LicensesView {
+            licenses,
+            checkouts,
+        }
+    }
+
+    /// The consumption `token` names if it is still active `now` (checking
+    /// in what ran out first).
+    pub(super) fn active(&mut self, token: &str, now: SystemTime) -> Option<usize> {
+        self.sweep(now);
+        self.consumptions
+            .iter()
+            .position(|c| c.token == token && c.state == CheckoutState::Active)
+    }
+}
