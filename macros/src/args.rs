@@ -7,7 +7,8 @@ use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
 use syn::{Expr, Ident, LitStr, Path, Token};
 
-use crate::suggest;
+use crate::errors::combine;
+use crate::{crate_path, suggest};
 
 /// When a metered call counts.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -101,29 +102,6 @@ fn parse_items(input: ParseStream) -> syn::Result<Vec<Item>> {
     Ok(items)
 }
 
-fn lit_str(expr: &Expr, what: &str) -> syn::Result<LitStr> {
-    match expr {
-        Expr::Lit(syn::ExprLit {
-            lit: syn::Lit::Str(s),
-            ..
-        }) => Ok(s.clone()),
-        other => Err(syn::Error::new(
-            other.span(),
-            format!("expected a string literal for {what}"),
-        )),
-    }
-}
-
-fn crate_path(expr: &Expr) -> syn::Result<Path> {
-    let lit = lit_str(expr, "`crate`, e.g. `crate = \"my_marketgate\"`")?;
-    lit.parse::<Path>().map_err(|_| {
-        syn::Error::new(
-            lit.span(),
-            "`crate` must name a path to the marketgate crate, e.g. `crate = \"my_marketgate\"`",
-        )
-    })
-}
-
 fn unknown_option(name: &Ident, valid: &[&str]) -> syn::Error {
     let given = name.to_string();
     let hint = suggest::closest(&given, valid.iter().copied())
@@ -155,19 +133,6 @@ fn set_once<T>(slot: &mut Option<T>, name: &Ident, value: T, errors: &mut Vec<sy
     }
 }
 
-fn combine(errors: Vec<syn::Error>) -> syn::Result<()> {
-    let mut iter = errors.into_iter();
-    match iter.next() {
-        None => Ok(()),
-        Some(mut first) => {
-            for e in iter {
-                first.combine(e);
-            }
-            Err(first)
-        }
-    }
-}
-
 fn common_option(
     name: &Ident,
     value: &Expr,
@@ -176,7 +141,7 @@ fn common_option(
 ) -> bool {
     match name.to_string().as_str() {
         "on_denied" => set_once(&mut common.on_denied, name, value.clone(), errors),
-        "crate" => match crate_path(value) {
+        "crate" => match crate_path::parse(value) {
             Ok(path) => set_once(&mut common.krate, name, path, errors),
             Err(e) => errors.push(e),
         },
@@ -320,7 +285,7 @@ impl MainArgs {
         for item in items {
             match item {
                 Item::Named(name, ParseValue::Expr(value)) if name == "crate" => {
-                    match crate_path(&value) {
+                    match crate_path::parse(&value) {
                         Ok(path) => set_once(&mut krate, &name, path, &mut errors),
                         Err(e) => errors.push(e),
                     }

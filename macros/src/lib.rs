@@ -4,18 +4,26 @@
 //! re-exports these attributes, and never on this crate directly. Its
 //! version is pinned exactly by `marketgate`.
 //!
-//! Layout: `marketgate-manifest` reads and validates `Marketplace.toml`
-//! (shared with `marketgate-sim manifest`), `args` parses attribute
-//! arguments, `expand`
-//! generates `#[entitled]`/`#[metered]`, `catalog` embeds the manifest and
-//! generates `#[marketgate::main]`.
+//! Layout: `lib.rs` holds only the entry points. `gate/` expands
+//! `#[entitled]` and `#[metered]` (collect, validate, resolve, emit),
+//! `entry` expands `#[marketgate::main]`, and `embed` writes the catalog as
+//! static data (`catalog!()`, and the catalog `main` starts with). They
+//! share `args` (attribute arguments), `function` (parsing the annotated
+//! function and re-emitting its body), `manifest` (loading
+//! `Marketplace.toml` through `marketgate-manifest`, which also serves
+//! `marketgate-sim manifest`), `crate_path`, `suggest`, `literal` and
+//! `errors`.
 
 mod args;
-mod catalog;
-mod expand;
+mod crate_path;
+mod embed;
+mod entry;
+mod errors;
+mod function;
+mod gate;
+mod literal;
+mod manifest;
 mod suggest;
-
-use marketgate_manifest as manifest;
 
 use proc_macro::TokenStream;
 
@@ -69,7 +77,7 @@ use proc_macro::TokenStream;
 /// comparison or syscall.
 #[proc_macro_attribute]
 pub fn entitled(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand::gate(expand::Kind::Entitled, args.into(), item.into()).into()
+    gate::entitled(args.into(), item.into()).into()
 }
 
 /// Records usage of a custom pricing dimension for each call.
@@ -87,7 +95,13 @@ pub fn entitled(args: TokenStream, item: TokenStream) -> TokenStream {
 /// fn scan(bytes: u64) -> Result<u64, AppError> {
 ///     Ok(bytes)
 /// }
+///
+/// #[marketgate::metered(api_calls, quantity = 3)]
+/// fn batch_of_three() -> Result<(), AppError> {
+///     Ok(())
+/// }
 /// # assert!(handle("x").is_err());
+/// # assert!(batch_of_three().is_err());
 /// ```
 ///
 /// The dimension is written as an identifier, or as a string for names that
@@ -110,7 +124,10 @@ pub fn entitled(args: TokenStream, item: TokenStream) -> TokenStream {
 ///   is already recorded before the body starts.
 /// - **`quantity = <expr>`** (default 1) is evaluated once, after the
 ///   entitlement check and before the body runs, so it may read the
-///   arguments. It must be an unsigned integer (`u8`..`u64`, `usize`).
+///   arguments. It must be an unsigned integer (`u8`..`u64`, `usize`); an
+///   unsuffixed literal (`quantity = 3`) or an expression whose type only
+///   the quantity fixes (`n.into()`) is a `u64`. A signed or floating-point
+///   quantity is a compile error.
 ///
 /// Stacking `#[entitled]` and `#[metered]` on one function, in either
 /// order, runs all checks first: a call denied by either never counts.
@@ -143,7 +160,7 @@ pub fn entitled(args: TokenStream, item: TokenStream) -> TokenStream {
 /// totals to AWS in the background.
 #[proc_macro_attribute]
 pub fn metered(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand::gate(expand::Kind::Metered, args.into(), item.into()).into()
+    gate::metered(args.into(), item.into()).into()
 }
 
 /// Verifies AWS Marketplace entitlement before `main`'s body runs.
@@ -178,7 +195,7 @@ pub fn metered(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Option: `crate = "path"` for a renamed `marketgate` dependency.
 #[proc_macro_attribute]
 pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
-    catalog::main_attr(args.into(), item.into()).into()
+    entry::main(args.into(), item.into()).into()
 }
 
 /// The catalog compiled from this crate's `Marketplace.toml`, as a
@@ -194,5 +211,5 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 /// [`marketgate::start`]: https://docs.rs/marketgate/latest/marketgate/fn.start.html
 #[proc_macro]
 pub fn catalog(args: TokenStream) -> TokenStream {
-    catalog::catalog_macro(args.into()).into()
+    embed::catalog(args.into()).into()
 }

@@ -1,7 +1,10 @@
 //! Lint regression: annotated code compiles with no diagnostics under
-//! `#![deny(warnings, clippy::all, clippy::pedantic)]` (`tests/shapes.rs`),
-//! and a deliberate lint in an annotated body is still reported
-//! (`tests/lint_control.rs`). Every other file of the package must be clean.
+//! `#![deny(warnings, clippy::all, clippy::pedantic)]` (`tests/shapes.rs`
+//! for function shapes, `tests/body_shapes.rs` for body shapes: one-line,
+//! single-expression, block, `match` and `if` bodies under each attribute,
+//! sync and async), and a deliberate lint in an annotated body is still
+//! reported (`tests/lint_control.rs`). Every other file of the package must
+//! be clean.
 //!
 //! Runs `cargo clippy` on this package in its own target directory (the
 //! outer `cargo test` holds the lock on the usual one).
@@ -22,6 +25,9 @@ fn annotated_code_is_pedantic_clean_and_user_lints_still_fire() {
             "--package",
             "marketgate-tests",
             "--tests",
+            // lint_control.rs fails to compile on purpose; without this,
+            // cargo stops there and targets not yet checked go unlinted.
+            "--keep-going",
             "--message-format=json",
             "--target-dir",
         ])

@@ -367,6 +367,69 @@ fn a_dropped_future_records_nothing() {
     assert_eq!(recorded("api_calls") - before, 0);
 }
 
+// A quantity may be any unsigned integer expression; one whose type only the
+// quantity fixes (an unsuffixed literal, `.into()`) is a `u64`.
+
+#[metered(gb_scanned, quantity = 3)]
+fn literal_quantity() -> Result<(), AppError> {
+    Ok(())
+}
+
+#[metered(gb_scanned, quantity = 3u32)]
+fn suffixed_quantity() -> Result<(), AppError> {
+    Ok(())
+}
+
+#[metered(gb_scanned, quantity = n)]
+fn variable_quantity(n: u64) -> Result<u64, AppError> {
+    Ok(n)
+}
+
+#[metered(gb_scanned, quantity = v.len())]
+fn length_quantity(v: &[u8]) -> Result<usize, AppError> {
+    Ok(v.len())
+}
+
+#[metered(gb_scanned, quantity = 1 << 4)]
+fn shifted_quantity() -> Result<(), AppError> {
+    Ok(())
+}
+
+#[metered(gb_scanned, quantity = if big { 10 } else { 1 })]
+fn conditional_quantity(big: bool) -> Result<bool, AppError> {
+    Ok(big)
+}
+
+#[metered(gb_scanned, quantity = small.into())]
+fn converted_quantity(small: u16) -> Result<u16, AppError> {
+    Ok(small)
+}
+
+/// A quantity expression as written, a call that should be admitted, and
+/// the units it should record.
+type QuantityCase = (&'static str, fn() -> bool, u64);
+
+#[test]
+fn quantity_takes_literals_and_any_unsigned_expression() {
+    let _serial = as_product("usage");
+    let cases: [QuantityCase; 9] = [
+        ("3", || literal_quantity().is_ok(), 3),
+        ("3u32", || suffixed_quantity().is_ok(), 3),
+        ("n", || variable_quantity(7).is_ok(), 7),
+        ("v.len()", || length_quantity(&[1, 2, 3, 4]).is_ok(), 4),
+        ("v.len() of nothing", || length_quantity(&[]).is_ok(), 0),
+        ("1 << 4", || shifted_quantity().is_ok(), 16),
+        ("if (true)", || conditional_quantity(true).is_ok(), 10),
+        ("if (false)", || conditional_quantity(false).is_ok(), 1),
+        ("small.into()", || converted_quantity(9).is_ok(), 9),
+    ];
+    for (expr, call, units) in cases {
+        let before = recorded("gb_scanned");
+        assert!(call(), "quantity = {expr}: the call was denied");
+        assert_eq!(recorded("gb_scanned") - before, units, "quantity = {expr}");
+    }
+}
+
 static QUANTITY_EVALUATIONS: AtomicU64 = AtomicU64::new(0);
 
 fn observed_quantity(units: u64) -> u64 {

@@ -1,0 +1,36 @@
+//! The seller's `Marketplace.toml` as the macros see it. Finding, parsing
+//! and checking it is `marketgate-manifest`'s job (shared with
+//! `marketgate-sim manifest`); here its problems become compile errors, and
+//! the files it was read from become inputs of the crate being compiled.
+
+use std::path::PathBuf;
+
+use marketgate_manifest::{MANIFEST_ENV, Manifest};
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+
+use crate::errors;
+
+/// Loads the manifest, turning each of its problems into an error at `span`.
+pub(crate) fn load(span: Span) -> syn::Result<Manifest> {
+    marketgate_manifest::load().map_err(|e| {
+        let errors = e.messages.into_iter().map(|m| syn::Error::new(span, m));
+        errors::combine(errors)
+            .err()
+            .unwrap_or_else(|| syn::Error::new(span, "invalid Marketplace.toml"))
+    })
+}
+
+/// Items that make the crate recompile when the manifest or a key file
+/// changes (`include_bytes!` makes them inputs), or when
+/// `MARKETGATE_MANIFEST` is set differently (`option_env!` tracks it).
+pub(crate) fn rebuild_tracking(files: &[PathBuf]) -> TokenStream {
+    let files = files
+        .iter()
+        .filter(|f| f.is_file())
+        .map(|f| f.display().to_string());
+    quote! {
+        #(const _: &[u8] = ::core::include_bytes!(#files);)*
+        const _: ::core::option::Option<&str> = ::core::option_env!(#MANIFEST_ENV);
+    }
+}
