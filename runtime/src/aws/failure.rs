@@ -222,3 +222,31 @@ fn raw_status<R: fmt::Debug + 'static>(raw: &R) -> Option<u16> {
         .downcast_ref::<aws_smithy_runtime_api::http::Response>()
         .map(|r| r.status().as_u16())
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_marketplacemetering::operation::meter_usage::MeterUsageError;
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+    use aws_smithy_runtime_api::http::Response;
+
+    use super::*;
+
+    /// A handshake refused on the certificate, nested as hyper-rustls
+    /// nests it: a rustls error inside an `io::Error`.
+    fn untrusted_handshake() -> SdkError<MeterUsageError, Response> {
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
+        SdkError::dispatch_failure(ConnectorError::io(Box::new(io)))
+    }
+
+    #[test]
+    fn an_untrusted_certificate_is_recognised_and_never_a_reason_to_write_usage_off() {
+        let failure = classify("MeterUsage", &untrusted_handshake());
+        assert!(failure.is_untrusted_certificate(), "{failure:?}");
+        // While running it is retried like an outage (start-up alone turns
+        // it into a refusal), and the request never left the process.
+        assert_eq!(failure.retry, Retry::Transient);
+        assert_eq!(failure.delivery, Delivery::NotSent);
+        assert!(failure.to_string().contains("is not from AWS"), "{failure}");
+    }
+}
