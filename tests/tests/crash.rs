@@ -10,7 +10,11 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use marketgate_simulator::{Config, Simulator};
+use marketgate_simulator::Simulator;
+
+mod support;
+
+use support::{config, serial};
 
 const USAGE: &str = "mgsim-usage-custom";
 /// The child's checkpoint interval.
@@ -20,10 +24,6 @@ const SLACK: Duration = Duration::from_millis(600);
 /// Units the four threads can record between two `R` lines (5 ms at most
 /// one call per 0.5 ms each), a bound for what a kill catches unprinted.
 const UNPRINTED: u64 = 4 * 12;
-
-/// One child at a time: the timing bounds assume the machine is not also
-/// running the other crash tests.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A deterministic pseudo-random sequence (a seed per run).
 fn lcg(seed: u64) -> impl FnMut() -> u64 {
@@ -36,22 +36,8 @@ fn lcg(seed: u64) -> impl FnMut() -> u64 {
     }
 }
 
-fn config() -> Config {
-    let mut config = Config::example();
-    for product in &mut config.products {
-        if product.name == "usage" {
-            product.dimensions.push("gb-egress".to_owned());
-        }
-    }
-    config
-}
-
 fn state_dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/tests/crash")
-        .join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    support::state_dir("crash", name)
 }
 
 /// A running child and its `R` lines, each with when it arrived.
@@ -131,7 +117,8 @@ fn terminate(mut run: Run) -> (u64, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_at_random_moments_loses_at_most_a_checkpoint_and_never_overbills() {
-    let _serial = SERIAL.lock().await;
+    // One child at a time: the timing bounds assume no other crash test runs.
+    let _serial = serial().await;
     let sim = Simulator::start(config()).await.expect("simulator");
     let dir = state_dir("sigkill");
     let task = "AKIDCRASHKILL";
@@ -202,7 +189,8 @@ async fn sigkill_at_random_moments_loses_at_most_a_checkpoint_and_never_overbill
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_loses_nothing_across_restarts() {
-    let _serial = SERIAL.lock().await;
+    // One child at a time: the timing bounds assume no other crash test runs.
+    let _serial = serial().await;
     let sim = Simulator::start(config()).await.expect("simulator");
     let dir = state_dir("sigterm");
     let task = "AKIDCRASHTERM";
@@ -221,7 +209,8 @@ async fn sigterm_loses_nothing_across_restarts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_damaged_journal_is_recovered_and_reported() {
-    let _serial = SERIAL.lock().await;
+    // One child at a time: the timing bounds assume no other crash test runs.
+    let _serial = serial().await;
     let sim = Simulator::start(config()).await.expect("simulator");
     let dir = state_dir("damaged");
     let task = "AKIDCRASHDAMAGE";

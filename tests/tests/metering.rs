@@ -4,11 +4,11 @@
 //! instantly; every test checks the simulator's accepted records.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use marketgate::{Denied, Guard, Options, metered, status};
-use marketgate_simulator::{Config, Fault, Operation, Simulator, Trigger, UsageRecord};
+use marketgate_simulator::{Fault, Operation, Simulator, Trigger, UsageRecord};
 
 const USAGE: &str = "mgsim-usage-custom";
 /// 2026-11-26T10:00:00Z, an hour start.
@@ -17,9 +17,7 @@ const HOUR: Duration = Duration::from_hours(1);
 
 mod support;
 
-use support::eventually;
-
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use support::{eventually, frozen_config, serial};
 
 #[metered(gb_scanned, quantity = units)]
 fn scan(units: u64) -> Result<(), Denied> {
@@ -37,28 +35,17 @@ fn call() -> Result<(), Denied> {
     Ok(())
 }
 
+/// Five minutes into H0, frozen: only the tests move time.
 async fn simulator() -> Simulator {
-    let mut config = Config::example();
-    for product in &mut config.products {
-        if product.name == "usage" {
-            product.dimensions.push("gb-egress".to_owned());
-        }
-    }
-    // Five minutes into H0, frozen: only the tests move time.
-    config.clock.start = Some(UNIX_EPOCH + Duration::from_secs(H0 + 300));
-    config.clock.frozen = true;
+    let config = frozen_config(UNIX_EPOCH + Duration::from_secs(H0 + 300));
     Simulator::start(config).await.expect("simulator")
 }
 
 fn state_dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/tests/metering")
-        .join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    support::state_dir("metering", name)
 }
 
-async fn start(sim: &Simulator, task: &str, dir: &PathBuf) -> Guard {
+async fn start(sim: &Simulator, task: &str, dir: &Path) -> Guard {
     let clock = sim.clock().clone();
     let options = Options::default()
         .product_code(USAGE)
@@ -127,7 +114,7 @@ fn errors(sim: &Simulator, code: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_hour_is_reported_once_per_dimension_with_exact_totals() {
-    let _serial = SERIAL.lock().await;
+    let _serial = serial().await;
     let sim = simulator().await;
     let dir = state_dir("hours");
     let guard = start(&sim, "AKIDHOURS", &dir).await;
@@ -157,7 +144,7 @@ async fn each_hour_is_reported_once_per_dimension_with_exact_totals() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_five_hour_outage_loses_nothing_and_bills_every_hour_in_its_window() {
-    let _serial = SERIAL.lock().await;
+    let _serial = serial().await;
     let sim = simulator().await;
     let dir = state_dir("outage5");
     let guard = start(&sim, "AKIDOUTAGE5", &dir).await;
@@ -189,7 +176,7 @@ async fn a_five_hour_outage_loses_nothing_and_bills_every_hour_in_its_window() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_longer_outage_carries_usage_forward_loudly_and_loses_nothing() {
-    let _serial = SERIAL.lock().await;
+    let _serial = serial().await;
     let sim = simulator().await;
     let dir = state_dir("outage8");
     let guard = start(&sim, "AKIDOUTAGE8", &dir).await;
@@ -241,7 +228,7 @@ async fn a_longer_outage_carries_usage_forward_loudly_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn throttling_storms_and_dropped_connections_during_flush_bill_exactly_once() {
-    let _serial = SERIAL.lock().await;
+    let _serial = serial().await;
     let sim = simulator().await;
     let dir = state_dir("storm");
     let guard = start(&sim, "AKIDSTORM", &dir).await;
@@ -280,7 +267,7 @@ async fn throttling_storms_and_dropped_connections_during_flush_bill_exactly_onc
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_in_the_same_pod_without_its_journal_carries_the_duplicate_hour_forward() {
-    let _serial = SERIAL.lock().await;
+    let _serial = serial().await;
     let sim = simulator().await;
     let guard = start(&sim, "AKIDPOD", &state_dir("pod-first")).await;
     scan(5).expect("granted");
@@ -311,7 +298,7 @@ async fn a_restart_in_the_same_pod_without_its_journal_carries_the_duplicate_hou
 
 #[tokio::test(flavor = "multi_thread")]
 async fn quantities_above_the_i32_limit_are_split_across_hours() {
-    let _serial = SERIAL.lock().await;
+    let _serial = serial().await;
     let sim = simulator().await;
     let guard = start(&sim, "AKIDBIG", &state_dir("big")).await;
     let max = u64::from(i32::MAX.unsigned_abs());
@@ -334,7 +321,7 @@ async fn quantities_above_the_i32_limit_are_split_across_hours() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tagged_usage_is_sent_as_allocations_per_tag_set() {
-    let _serial = SERIAL.lock().await;
+    let _serial = serial().await;
     let sim = simulator().await;
     let guard = start(&sim, "AKIDTAGS", &state_dir("tags")).await;
     for tenant in ["acme", "acme", "globex"] {
@@ -385,7 +372,7 @@ async fn tagged_usage_is_sent_as_allocations_per_tag_set() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unwritable_journal_keeps_usage_in_memory_and_reports_degraded() {
-    let _serial = SERIAL.lock().await;
+    let _serial = serial().await;
     let sim = simulator().await;
     // A regular file where the state directory should be.
     let blocker = state_dir("unwritable");
@@ -416,7 +403,7 @@ async fn an_unwritable_journal_keeps_usage_in_memory_and_reports_degraded() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unbillable_usage_is_reported_not_dropped_silently() {
-    let _serial = SERIAL.lock().await;
+    let _serial = serial().await;
     let sim = simulator().await;
     let guard = start(&sim, "AKIDGONE", &state_dir("gone")).await;
     scan(3).expect("granted");
@@ -442,7 +429,7 @@ async fn unbillable_usage_is_reported_not_dropped_silently() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unconfirmed_records_are_resent_identically_after_a_restart() {
-    let _serial = SERIAL.lock().await;
+    let _serial = serial().await;
     let sim = simulator().await;
     let dir = state_dir("resend");
     let clock = sim.clock().clone();

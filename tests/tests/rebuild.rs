@@ -4,11 +4,11 @@
 //! Builds a small seller crate outside the workspace, changes one input at
 //! a time and checks what the binary prints.
 
-mod standalone;
+mod support;
 
 use std::path::Path;
 
-use standalone::{cargo, seller_crate, write};
+use support::standalone::{cargo, seller_crate, write};
 
 fn manifest(features: &str, key: &str) -> String {
     format!(

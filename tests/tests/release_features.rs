@@ -2,11 +2,11 @@
 //! are: built with `--no-default-features`, no binary links marketgate with
 //! `dev` or `testing`, and an optimised build that does is a compile error.
 
-mod standalone;
+mod support;
 
 use std::process::{Command, Output};
 
-use standalone::workspace;
+use support::standalone::workspace;
 
 const EXAMPLES: &[&str] = &[
     "marketgate-example-hourly",

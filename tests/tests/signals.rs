@@ -6,7 +6,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use marketgate_simulator::{CheckoutState, Config, Simulator};
+use marketgate_simulator::{CheckoutState, Simulator};
+
+mod support;
 
 fn spawn(sim: &Simulator, task: &str, args: &[&str]) -> Child {
     let mut child = sim
@@ -58,7 +60,7 @@ fn check_ins(sim: &Simulator) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_program_that_ignores_sigterm_is_checked_in_and_exits_after_the_grace() {
-    let sim = Simulator::start(Config::example())
+    let sim = Simulator::start(support::config())
         .await
         .expect("simulator");
     let mut child = tokio::task::block_in_place(|| spawn(&sim, "AKIDSIGIGNORE", &[]));
@@ -77,7 +79,7 @@ async fn a_program_that_ignores_sigterm_is_checked_in_and_exits_after_the_grace(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_program_that_handles_sigterm_returns_normally_and_checks_in_once() {
-    let sim = Simulator::start(Config::example())
+    let sim = Simulator::start(support::config())
         .await
         .expect("simulator");
     let mut child =

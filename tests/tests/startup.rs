@@ -4,34 +4,21 @@
 
 use std::time::Duration;
 
-use marketgate::{DenialReason, Options, RunState, StartError, status, testing};
+use marketgate::{DenialReason, Options, RunState, StartError, status};
 use marketgate_simulator::{
-    CallRecord, CheckoutState, Config, EntitlementConfig, EntitlementUnit, Fault, KeyConfig,
-    LicenseStatus, Operation, Outcome, Platform, Simulator, Subscription, Trigger,
+    CheckoutState, Config, EntitlementConfig, EntitlementUnit, Fault, KeyConfig, LicenseStatus,
+    Operation, Outcome, Platform, Simulator, Subscription, Trigger,
 };
 use marketgate_tests::{AppError, api_call, basic, catalog, export};
 
 mod support;
-mod tamper_proxy;
 
-use support::eventually;
+use support::{calls, config, eventually, serial, tamper_proxy};
 
 const PRO: &str = "mgsim-pro-hourly";
 const COMMUNITY: &str = "mgsim-community-free";
 const USAGE: &str = "mgsim-usage-custom";
 const ENTERPRISE: &str = "mgsim-enterprise-contract";
-
-/// The simulator's example configuration, plus the extra dimension this
-/// crate's manifest declares.
-fn config() -> Config {
-    let mut config = Config::example();
-    for product in &mut config.products {
-        if product.name == "usage" {
-            product.dimensions.push("gb-egress".to_owned());
-        }
-    }
-    config
-}
 
 async fn simulator(config: Config) -> Simulator {
     Simulator::start(config).await.expect("start the simulator")
@@ -51,22 +38,6 @@ fn options(endpoint: &str, code: &str, task: &str) -> Options {
                 .join("../target/tests/startup")
                 .join(format!("{task}-{}", std::process::id())),
         )
-}
-
-fn calls(sim: &Simulator, operation: &str) -> Vec<CallRecord> {
-    sim.calls()
-        .into_iter()
-        .filter(|c| c.operation == operation)
-        .collect()
-}
-
-/// Tests here share the process-wide runtime state: one at a time.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
-    let guard = SERIAL.lock().await;
-    testing::deactivate();
-    guard
 }
 
 fn denial(result: Result<impl Sized, AppError>) -> DenialReason {

@@ -27,8 +27,7 @@
 //! free for the fake, and nothing but loopback exists. Every child process
 //! and connection has a bounded lifetime.
 
-mod fake_aws;
-mod standalone;
+mod support;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -36,18 +35,18 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use fake_aws::child::{Finished, run_bounded};
-use fake_aws::namespace::{self, BindMount, Namespaces, SYSTEM_BUNDLE, TrustFiles};
-use fake_aws::pki::FakeCa;
-use fake_aws::proxy::{self, INTERCEPTING, TUNNELLING};
-use fake_aws::tls::{self, TERMINATOR};
-use fake_aws::{
+use marketgate_simulator::{Config, Simulator};
+use serde::{Deserialize, Serialize};
+use support::fake_aws::child::{Finished, run_bounded};
+use support::fake_aws::namespace::{self, BindMount, Namespaces, SYSTEM_BUNDLE, TrustFiles};
+use support::fake_aws::pki::FakeCa;
+use support::fake_aws::proxy::{self, INTERCEPTING, TUNNELLING};
+use support::fake_aws::tls::{self, TERMINATOR};
+use support::fake_aws::{
     AWS_SUFFIX, BUYER_DOMAIN, Event, LICENSE_MANAGER_HOST, METERING_HOST, REGION, Witness,
     buyer_host, connect_lines, fake_host_names, handshakes, server_names,
 };
-use marketgate_simulator::{Config, Simulator};
-use serde::{Deserialize, Serialize};
-use standalone::workspace;
+use support::standalone::{self, workspace};
 
 /// What a start-up error must say when the peer's certificate is untrusted.
 const NOT_FROM_AWS: &str = "is not from AWS";

@@ -3,9 +3,6 @@
 //! workspace build unifies features, so it cannot produce a binary without
 //! `dev` or `testing`.
 
-// Shared by several test binaries; each uses a part of it.
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
