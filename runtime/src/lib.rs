@@ -107,7 +107,7 @@ pub use catalog::{
 };
 pub use denied::{DenialReason, Denied, Subject};
 pub use entitlement::InstallError;
-pub use region::{DiscoveredRegion, RegionError, RegionSource, RegionSources};
+pub use region::{DiscoveredRegion, RegionError, RegionSource};
 pub use signature::SignatureError;
 pub use start::{
     CHECKPOINT_INTERVAL_ENV, DEFAULT_STATE_DIR, Guard, Options, PRODUCT_CODE_ENV, SIGNAL_GRACE_ENV,

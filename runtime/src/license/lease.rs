@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use super::{Consumption, features_for};
+use super::consumption::{Consumption, features_for};
 use crate::aws::{Clients, classify};
 use crate::catalog::{Catalog, Product};
 use crate::entitlement;

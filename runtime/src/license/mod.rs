@@ -6,35 +6,13 @@
 //! every 15 minutes
 //! (<https://docs.aws.amazon.com/marketplace/latest/userguide/container-license-manager-integration.html>).
 
+mod consumption;
 mod lease;
 
 use std::time::Duration;
 
-use crate::catalog::{FeatureSet, Product};
-
+pub(crate) use consumption::{Consumption, features_for};
 pub(crate) use lease::{Schedule, check_in, maintain};
-
-/// A PROVISIONAL License Manager checkout this process holds.
-#[derive(Debug, Clone)]
-pub(crate) struct Consumption {
-    pub(crate) token: String,
-    pub(crate) license_arn: String,
-    pub(crate) allowed: Vec<String>,
-}
-
-/// Features a checkout that allowed the named entitlements unlocks: the
-/// product's own features plus those of each allowed entitlement.
-pub(crate) fn features_for(product: &Product, allowed: &[String]) -> FeatureSet {
-    product
-        .license()
-        .map(|l| {
-            l.entitlements()
-                .iter()
-                .filter(|e| allowed.iter().any(|a| a == e.name()))
-                .fold(l.base_features(), |set, e| set.union(e.features()))
-        })
-        .unwrap_or_default()
-}
 
 /// Default interval between license re-checks (AWS recommends 15 minutes).
 pub(crate) const LICENSE_CHECK: Duration = Duration::from_mins(15);

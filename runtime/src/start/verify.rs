@@ -5,7 +5,7 @@
 use aws_sdk_licensemanager::types::{CheckoutType, EntitlementData, EntitlementDataUnit};
 use aws_smithy_types::DateTime;
 
-use super::StartError;
+use super::error::StartError;
 use crate::aws::retry::{Backoff, Exhausted};
 use crate::aws::{AwsFailure, Clients, classify};
 use crate::catalog::{Catalog, FeatureSet, Pricing, Product, RegistrationKey};

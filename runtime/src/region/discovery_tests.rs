@@ -1,15 +1,16 @@
 //! Region discovery against fake metadata servers on loopback: every source,
 //! the order between them, and the error that lists what was tried.
+//! (A unit-test module: `RegionSources` is not part of the public API.)
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::{RegionSource, RegionSources};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use marketgate::{RegionSource, RegionSources};
 use tokio::net::TcpListener;
 
 type Seen = Arc<Mutex<Vec<String>>>;

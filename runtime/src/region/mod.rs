@@ -66,19 +66,20 @@ pub struct RegionError {
 }
 
 /// The inputs of Region discovery, read from the environment by
-/// [`RegionSources::from_env`] (tests build them directly).
+/// [`RegionSources::from_env`] (the tests in `discovery_tests.rs` build them
+/// directly, pointing the metadata sources at fakes on loopback).
 #[derive(Debug, Clone)]
-pub struct RegionSources {
+pub(crate) struct RegionSources {
     /// `AWS_REGION`.
-    pub aws_region: Option<String>,
+    pub(crate) aws_region: Option<String>,
     /// `AWS_DEFAULT_REGION`.
-    pub aws_default_region: Option<String>,
+    pub(crate) aws_default_region: Option<String>,
     /// `ECS_CONTAINER_METADATA_URI_V4`.
-    pub ecs_metadata_uri: Option<String>,
+    pub(crate) ecs_metadata_uri: Option<String>,
     /// IMDS base URL; `None` when IMDS is disabled (`AWS_EC2_METADATA_DISABLED`).
-    pub imds_endpoint: Option<String>,
+    pub(crate) imds_endpoint: Option<String>,
     /// Timeout of each metadata request.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 const IMDS_DEFAULT: &str = "http://169.254.169.254";
@@ -90,7 +91,7 @@ fn non_empty(var: &str) -> Option<String> {
 impl RegionSources {
     /// Reads the sources from the process environment.
     #[must_use]
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         let imds_disabled =
             non_empty("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
         RegionSources {
@@ -109,7 +110,7 @@ impl RegionSources {
     ///
     /// # Errors
     /// [`RegionError`] naming every source tried, when none gives a Region.
-    pub async fn discover(&self) -> Result<DiscoveredRegion, RegionError> {
+    pub(crate) async fn discover(&self) -> Result<DiscoveredRegion, RegionError> {
         let mut tried = Vec::new();
         let env = [
             (RegionSource::AwsRegion, &self.aws_region),
@@ -255,6 +256,9 @@ fn region_from_task_metadata(body: &[u8]) -> Result<String, String> {
     }
     Err("task metadata has neither a TaskARN nor an AvailabilityZone with a Region".to_owned())
 }
+
+#[cfg(test)]
+mod discovery_tests;
 
 #[cfg(test)]
 mod tests {
