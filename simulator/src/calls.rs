@@ -30,6 +30,23 @@ pub struct CallRecord {
     pub http_status: Option<u16>,
     /// The injected fault that decided the answer, if any.
     pub fault: Option<FaultKind>,
+    /// The request's idempotency token (`ClientToken` of `MeterUsage` and
+    /// `CheckoutLicense`), if it sent one.
+    #[serde(default)]
+    pub client_token: Option<String>,
+    /// The request body as parsed JSON, so that tests can compare what
+    /// attempts sent; none when the body was not JSON or was never read (an
+    /// unknown operation, failed authentication).
+    #[serde(default)]
+    pub request: Option<serde_json::Value>,
+    /// Whether the call changed the simulator's state: a success that stored
+    /// something (a `RegisterUsage` registration, a new `MeterUsage` record, a
+    /// checkout, an extension, a check-in; not an idempotent repeat or a
+    /// dry run), and a [`FaultKind::StoreThenDrop`] or stored
+    /// [`FaultKind::ServerError`] whose operation did. False for errors and
+    /// for faults that answer without running the operation.
+    #[serde(default)]
+    pub stored: bool,
 }
 
 /// How a call ended.

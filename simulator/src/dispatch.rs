@@ -1,5 +1,6 @@
 //! From an HTTP request to an AWS answer: route by `X-Amz-Target`,
-//! authenticate, apply faults, read the body, run the operation, log the call.
+//! authenticate, decide faults, read the body, run the operation (unless a
+//! fault answers instead), log the call.
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -7,7 +8,7 @@ use hyper::{Method, Request, Response};
 use serde_json::Value;
 
 use crate::calls::{CallRecord, Outcome};
-use crate::faults::{Action, FaultKind};
+use crate::faults::{Fault, FaultKind};
 use crate::license_manager;
 use crate::metering;
 use crate::operation::{ErrorShape, Operation, Service, UNKNOWN_OPERATION_CODE};
@@ -20,6 +21,9 @@ use crate::timestamp;
 /// stay below it.
 const MAX_BODY: usize = 8 * 1024 * 1024;
 
+/// The message of the services' HTTP 500 errors.
+const INTERNAL_MESSAGE: &str = "An internal error has occurred. Retry your request.";
+
 /// The answer to an AWS request, or a dropped connection.
 pub(crate) enum Reply {
     Respond(Response<Body>),
@@ -27,11 +31,15 @@ pub(crate) enum Reply {
 }
 
 /// How the call will be logged.
+#[derive(Default)]
 struct Log {
     service: Option<Service>,
     operation: String,
     caller: Option<Caller>,
     fault: Option<FaultKind>,
+    client_token: Option<String>,
+    request: Option<Value>,
+    stored: bool,
 }
 
 impl Log {
@@ -41,6 +49,7 @@ impl Log {
             operation = %self.operation,
             outcome = ?outcome,
             error = error.unwrap_or(""),
+            stored = self.stored,
             "AWS call"
         );
         let mut state = shared.state();
@@ -59,6 +68,9 @@ impl Log {
             error_code: error.map(str::to_owned),
             http_status: status,
             fault: self.fault,
+            client_token: self.client_token,
+            request: self.request,
+            stored: self.stored,
         });
     }
 
@@ -72,6 +84,18 @@ impl Log {
     ) -> Reply {
         self.record(shared, Outcome::Error, Some(shape), Some(status));
         Reply::Respond(protocol::error(service, status, shape, message))
+    }
+
+    /// Answers a [`Fault::ServerError`] (or [`Fault::InternalError`]): the
+    /// operation's modelled server fault for 500, a load balancer's page for
+    /// the others.
+    fn server_error(self, shared: &Shared, operation: Operation, status: u16) -> Reply {
+        if status == 500 {
+            let shape = operation.generic_shapes().internal;
+            return self.error(shared, operation.service(), 500, shape, INTERNAL_MESSAGE);
+        }
+        self.record(shared, Outcome::Error, None, Some(status));
+        Reply::Respond(protocol::gateway_error(status))
     }
 }
 
@@ -94,8 +118,7 @@ pub(crate) async fn aws(shared: &Shared, request: Request<Incoming>) -> Reply {
             .split_once('.')
             .map_or(target.as_str(), |(_, op)| op)
             .to_owned(),
-        caller: None,
-        fault: None,
+        ..Log::default()
     };
     let operation = match route(&parts, &target, routed) {
         Ok(op) => op,
@@ -118,38 +141,85 @@ pub(crate) async fn aws(shared: &Shared, request: Request<Incoming>) -> Reply {
         .state()
         .task(&caller.access_key_id, shared.clock.now());
 
-    let log = match apply_faults(shared, operation, log).await {
-        Ok(log) => log,
-        Err(reply) => return reply,
-    };
+    let decision = shared.faults.decide(operation);
+    if !decision.latency.is_zero() {
+        log.fault = Some(FaultKind::Latency);
+        tokio::time::sleep(decision.latency).await;
+    }
 
-    let malformed = operation.generic_shapes().malformed;
-    let bytes = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) => {
-            let message = format!("Could not read the request body: {error}");
-            return log.error(shared, service, 400, malformed, &message);
+    // The body is read even when a fault answers, so that the call log shows
+    // what every attempt sent.
+    let bytes = Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map(http_body_util::Collected::to_bytes);
+    log.request = bytes
+        .as_ref()
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(b).ok());
+    log.client_token = operation.client_token_member().and_then(|member| {
+        log.request
+            .as_ref()?
+            .get(member)?
+            .as_str()
+            .map(str::to_owned)
+    });
+
+    let fault = decision.fault;
+    if let Some(fault) = &fault {
+        log.fault = Some(fault.kind());
+        if !runs_first(fault) {
+            return answer_instead(shared, operation, fault, log);
         }
-    };
-    let Ok(Value::Object(input)) = serde_json::from_slice::<Value>(&bytes) else {
-        let message = "The request body must be a JSON object of the operation's members.";
-        return log.error(shared, service, 400, malformed, message);
+    }
+
+    let answer = match &bytes {
+        Ok(_) => execute(shared, operation, &caller, &mut log),
+        Err(error) => Err((
+            400,
+            operation.generic_shapes().malformed,
+            format!("Could not read the request body: {error}"),
+        )),
     };
 
+    match fault {
+        Some(Fault::StoreThenDrop) => {
+            log.record(shared, Outcome::Dropped, None, None);
+            Reply::Drop
+        }
+        Some(Fault::ServerError { status, .. }) => log.server_error(shared, operation, status),
+        _ => match answer {
+            Ok(output) => {
+                log.record(shared, Outcome::Success, None, Some(200));
+                Reply::Respond(protocol::success(&output))
+            }
+            Err((status, shape, message)) => log.error(shared, service, status, shape, &message),
+        },
+    }
+}
+
+/// Runs the operation on the request body in `log` and notes whether it
+/// changed the state.
+fn execute(shared: &Shared, operation: Operation, caller: &Caller, log: &mut Log) -> Wire {
+    let Some(Value::Object(input)) = &log.request else {
+        let message = "The request body must be a JSON object of the operation's members.";
+        return Err((
+            400,
+            operation.generic_shapes().malformed,
+            message.to_owned(),
+        ));
+    };
     let call = Call {
         catalog: &shared.catalog,
-        caller: &caller,
+        caller,
         now: shared.clock.now(),
-        input: Input(&input),
+        input: Input(input),
     };
-    let answer = run(operation, &call, &mut shared.state());
-    match answer {
-        Ok(output) => {
-            log.record(shared, Outcome::Success, None, Some(200));
-            Reply::Respond(protocol::success(&output))
-        }
-        Err((status, shape, message)) => log.error(shared, service, status, shape, &message),
-    }
+    let mut state = shared.state();
+    let revision = state.revision;
+    let answer = run(operation, &call, &mut state);
+    log.stored = state.revision != revision;
+    answer
 }
 
 /// `awsJson1_1` requests are `POST /` with the protocol's content type and a
@@ -185,43 +255,74 @@ fn route(
     }
 }
 
-/// Applies injected faults: waits out latency, then answers with the fault's
-/// error or drops the connection if one fired; otherwise hands the log back.
-async fn apply_faults(shared: &Shared, operation: Operation, mut log: Log) -> Result<Log, Reply> {
-    let decision = shared.faults.decide(operation);
-    if !decision.latency.is_zero() {
-        log.fault = Some(FaultKind::Latency);
-        tokio::time::sleep(decision.latency).await;
-    }
-    let Some(action) = decision.action else {
-        return Ok(log);
-    };
+/// Whether a fault lets the operation run (and keep its effect) before it
+/// replaces the answer.
+fn runs_first(fault: &Fault) -> bool {
+    matches!(
+        fault,
+        Fault::StoreThenDrop | Fault::ServerError { stored: true, .. } | Fault::Latency(_)
+    )
+}
+
+/// The answer of a fault that replaces the operation, which does not run.
+fn answer_instead(shared: &Shared, operation: Operation, fault: &Fault, log: Log) -> Reply {
     let service = operation.service();
-    let shapes = operation.generic_shapes();
-    Err(match action {
-        Action::Drop => {
-            log.fault = Some(FaultKind::DropConnection);
+    match fault {
+        Fault::DropConnection => {
             log.record(shared, Outcome::Dropped, None, None);
             Reply::Drop
         }
-        Action::Throttle => {
-            log.fault = Some(match service {
-                Service::Metering => FaultKind::Throttling,
-                Service::LicenseManager => FaultKind::RateLimitExceeded,
-            });
-            log.error(shared, service, 400, shapes.throttling, "Rate exceeded")
+        Fault::Throttling | Fault::RateLimitExceeded => {
+            let shape = operation.generic_shapes().throttling;
+            log.error(shared, service, 400, shape, "Rate exceeded")
         }
-        Action::Internal => {
-            log.fault = Some(FaultKind::InternalError);
+        Fault::Error(code) => {
+            // Rules are checked when added, so the code has a status.
+            let status = operation.error_status(code).unwrap_or(400);
             log.error(
                 shared,
                 service,
-                500,
-                shapes.internal,
-                "An internal error has occurred. Retry your request.",
+                status,
+                code,
+                &error_message(operation, code),
             )
         }
-    })
+        Fault::ServerError { status, .. } => log.server_error(shared, operation, *status),
+        // Faults that run the operation first never get here.
+        Fault::InternalError | Fault::StoreThenDrop | Fault::Latency(_) => {
+            log.server_error(shared, operation, 500)
+        }
+    }
+}
+
+/// The message AWS gives the common access errors; the models' own errors
+/// get a message that says where they came from.
+fn error_message(operation: Operation, code: &str) -> String {
+    let action = format!(
+        "{}:{}",
+        operation.service().signing_name(),
+        operation.name()
+    );
+    match code {
+        "AccessDeniedException" => {
+            format!("User is not authorized to perform: {action}")
+        }
+        "ExpiredTokenException" => {
+            "The security token included in the request is expired".to_owned()
+        }
+        "UnrecognizedClientException" => {
+            "The security token included in the request is invalid.".to_owned()
+        }
+        "InvalidSignatureException" => "The request signature we calculated does not match the \
+            signature you provided. Check your AWS Secret Access Key and signing method. Consult \
+            the service documentation for details."
+            .to_owned(),
+        "IncompleteSignature" | "IncompleteSignatureException" => {
+            "The request signature does not conform to AWS standards.".to_owned()
+        }
+        "MissingAuthenticationTokenException" => "Missing Authentication Token".to_owned(),
+        _ => format!("{code} injected by a simulator fault for {action}"),
+    }
 }
 
 /// A handler's answer as it goes on the wire: output, or status, shape and

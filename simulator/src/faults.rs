@@ -1,8 +1,13 @@
-//! Fault injection: make an operation throttle, fail, slow down or drop the
-//! connection, for the next N calls or with a probability.
+//! Fault injection: make an operation throttle, fail, slow down, drop the
+//! connection or lose its response, for the next N calls or with a
+//! probability.
 //!
-//! Faults apply after authentication and before the request is read, like an
-//! overloaded or failing AWS front end, so a faulted call changes no state.
+//! Faults are decided after authentication, and the request body is read
+//! before any of them answers, so the call log shows what was sent. Most
+//! faults answer instead of the operation, like an overloaded or failing AWS
+//! front end, and change no state; [`Fault::StoreThenDrop`] and
+//! [`Fault::ServerError`] with `stored: true` run the operation first, like a
+//! response lost on its way back.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -14,7 +19,21 @@ use crate::ids;
 use crate::operation::{Operation, Service};
 
 /// What goes wrong.
-#[derive(Debug, Clone, Copy, PartialEq)]
+///
+/// ```
+/// use marketgate_simulator::{Fault, FaultRule, Operation, Trigger};
+///
+/// // The usage record is stored, then the response is lost.
+/// FaultRule::new(Operation::MeterUsage, Fault::StoreThenDrop, Trigger::NextCalls(1))?;
+/// // The credentials have expired.
+/// let expired = Fault::Error("ExpiredTokenException".to_owned());
+/// FaultRule::new(Operation::MeterUsage, expired, Trigger::NextCalls(1))?;
+/// // A load balancer answers 503 after the record was stored.
+/// let lost = Fault::ServerError { status: 503, stored: true };
+/// FaultRule::new(Operation::MeterUsage, lost, Trigger::NextCalls(1))?;
+/// # Ok::<(), marketgate_simulator::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
 pub enum Fault {
     /// Metering's `ThrottlingException` (HTTP 400), which the AWS SDKs retry.
     Throttling,
@@ -23,13 +42,53 @@ pub enum Fault {
     RateLimitExceeded,
     /// The service's server fault, HTTP 500: Metering's
     /// `InternalServiceErrorException`, License Manager's
-    /// `ServerInternalException`.
+    /// `ServerInternalException`. The same answer as
+    /// `ServerError { status: 500, stored: false }`.
     InternalError,
     /// The response is delayed by this long; the call then proceeds (or meets
     /// another fault).
     Latency(Duration),
-    /// The connection is closed without a response.
+    /// The connection is closed without a response; the operation does not
+    /// run.
     DropConnection,
+    /// The operation runs in full (a `MeterUsage` record or a
+    /// `CheckoutLicense` consumption is stored), then the connection is
+    /// closed without a response, as if the response was lost.
+    StoreThenDrop,
+    /// The named error, with the HTTP status AWS answers it with, instead of
+    /// running the operation: any error the operation's model declares
+    /// ([`Operation::declared_errors`]) or one of the common
+    /// [`ACCESS_ERRORS`](crate::ACCESS_ERRORS); [`Operation::injectable_errors`]
+    /// lists them with their statuses.
+    Error(String),
+    /// An HTTP 500, 502, 503 or 504. With `stored: true` the operation runs
+    /// first (its effect is kept) and the error replaces its answer; with
+    /// `stored: false` it does not run. A 500 carries the service's modelled
+    /// server fault, as [`Fault::InternalError`]; 502, 503 and 504 carry a
+    /// load balancer's HTML page, which no model describes.
+    ServerError {
+        /// 500, 502, 503 or 504.
+        status: u16,
+        /// Whether the operation runs (and stores its effect) first.
+        stored: bool,
+    },
+}
+
+impl Fault {
+    /// The fault's kind, without its parameters.
+    #[must_use]
+    pub fn kind(&self) -> FaultKind {
+        match self {
+            Self::Throttling => FaultKind::Throttling,
+            Self::RateLimitExceeded => FaultKind::RateLimitExceeded,
+            Self::InternalError => FaultKind::InternalError,
+            Self::Latency(_) => FaultKind::Latency,
+            Self::DropConnection => FaultKind::DropConnection,
+            Self::StoreThenDrop => FaultKind::StoreThenDrop,
+            Self::Error(_) => FaultKind::Error,
+            Self::ServerError { .. } => FaultKind::ServerError,
+        }
+    }
 }
 
 /// When a fault fires.
@@ -44,11 +103,19 @@ pub enum Trigger {
 /// The longest latency that can be injected; longer would only hang tests.
 const MAX_LATENCY: Duration = Duration::from_mins(10);
 
+/// The statuses a [`Fault::ServerError`] can answer with: the service's own
+/// server fault (500) and what a load balancer in front of it answers when the
+/// service behind it fails (502), is overloaded (503) or too slow (504).
+const SERVER_ERROR_STATUSES: [u16; 4] = [500, 502, 503, 504];
+
 /// An injected fault as the inspection API shows and accepts it.
 ///
 /// ```json
 /// {"operation": "MeterUsage", "fault": "Throttling", "nextCalls": 2}
 /// {"operation": "CheckoutLicense", "fault": "Latency", "latencyMs": 250, "probability": 0.5}
+/// {"operation": "MeterUsage", "fault": "StoreThenDrop", "nextCalls": 1}
+/// {"operation": "MeterUsage", "fault": "Error", "code": "AccessDeniedException", "nextCalls": 1}
+/// {"operation": "MeterUsage", "fault": "ServerError", "status": 503, "stored": true, "nextCalls": 1}
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -58,12 +125,21 @@ pub struct FaultRule {
     pub id: u64,
     /// The operation it applies to.
     pub operation: Operation,
-    /// `Throttling`, `RateLimitExceeded`, `InternalError`, `Latency` or
-    /// `DropConnection`.
+    /// `Throttling`, `RateLimitExceeded`, `InternalError`, `Latency`,
+    /// `DropConnection`, `StoreThenDrop`, `Error` or `ServerError`.
     pub fault: FaultKind,
     /// The delay of a `Latency` fault, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u64>,
+    /// The error code of an `Error` fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The HTTP status of a `ServerError` fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Whether a `ServerError` fault runs the operation first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<bool>,
     /// For a `NextCalls` trigger: how many more calls it fires on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_calls: Option<u32>,
@@ -75,7 +151,7 @@ pub struct FaultRule {
     pub fired: u64,
 }
 
-/// The kind of a [`Fault`], without its parameter.
+/// The kind of a [`Fault`], without its parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FaultKind {
     /// [`Fault::Throttling`].
@@ -88,70 +164,101 @@ pub enum FaultKind {
     Latency,
     /// [`Fault::DropConnection`].
     DropConnection,
+    /// [`Fault::StoreThenDrop`].
+    StoreThenDrop,
+    /// [`Fault::Error`].
+    Error,
+    /// [`Fault::ServerError`].
+    ServerError,
 }
 
 impl FaultRule {
     /// Checks a rule and builds it from its parts.
     ///
     /// # Errors
-    /// [`Error::Fault`] when the fault does not exist for the operation's
-    /// service (Metering throttles with `ThrottlingException`, License
-    /// Manager with `RateLimitExceededException`) or a parameter is out of
-    /// range.
+    /// [`Error::Fault`] when the fault does not exist for the operation
+    /// (Metering throttles with `ThrottlingException`, License Manager with
+    /// `RateLimitExceededException`; [`Fault::Error`] takes only the names
+    /// [`Operation::injectable_errors`] lists) or a parameter is out of range
+    /// (a latency above ten minutes, a [`Fault::ServerError`] status other
+    /// than 500, 502, 503 and 504).
     pub fn new(operation: Operation, fault: Fault, trigger: Trigger) -> Result<Self, Error> {
-        let (kind, latency_ms) = match fault {
-            Fault::Throttling => (FaultKind::Throttling, None),
-            Fault::RateLimitExceeded => (FaultKind::RateLimitExceeded, None),
-            Fault::InternalError => (FaultKind::InternalError, None),
-            Fault::DropConnection => (FaultKind::DropConnection, None),
-            Fault::Latency(d) => {
-                if d > MAX_LATENCY {
-                    return Err(Error::Fault(format!(
-                        "latency {d:?} is longer than the {MAX_LATENCY:?} limit"
-                    )));
-                }
-                (
-                    FaultKind::Latency,
-                    Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-                )
-            }
+        let kind = fault.kind();
+        let mut rule = Self {
+            id: 0,
+            operation,
+            fault: kind,
+            latency_ms: None,
+            code: None,
+            status: None,
+            stored: None,
+            next_calls: None,
+            probability: None,
+            fired: 0,
         };
-        match (kind, operation.service()) {
-            (FaultKind::Throttling, Service::LicenseManager) => {
+        match fault {
+            Fault::Throttling if operation.service() == Service::LicenseManager => {
                 return Err(Error::Fault(format!(
                     "{operation} is a License Manager operation, which throttles with \
                      RateLimitExceededException: use Fault::RateLimitExceeded"
                 )));
             }
-            (FaultKind::RateLimitExceeded, Service::Metering) => {
+            Fault::RateLimitExceeded if operation.service() == Service::Metering => {
                 return Err(Error::Fault(format!(
                     "{operation} is a Metering operation, which throttles with \
                      ThrottlingException: use Fault::Throttling"
                 )));
             }
-            _ => {}
+            Fault::Latency(d) if d > MAX_LATENCY => {
+                return Err(Error::Fault(format!(
+                    "latency {d:?} is longer than the {MAX_LATENCY:?} limit"
+                )));
+            }
+            Fault::Latency(d) => {
+                rule.latency_ms = Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            }
+            Fault::Error(code) => {
+                if operation.error_status(&code).is_none() {
+                    let names: Vec<&str> = operation
+                        .injectable_errors()
+                        .into_iter()
+                        .map(|(name, _)| name)
+                        .collect();
+                    return Err(Error::Fault(format!(
+                        "{operation} cannot answer {code:?}; give one of {}",
+                        names.join(", ")
+                    )));
+                }
+                rule.code = Some(code);
+            }
+            Fault::ServerError { status, stored } => {
+                if !SERVER_ERROR_STATUSES.contains(&status) {
+                    return Err(Error::Fault(format!(
+                        "a ServerError fault answers HTTP 500, 502, 503 or 504, not {status}"
+                    )));
+                }
+                rule.status = Some(status);
+                rule.stored = Some(stored);
+            }
+            Fault::Throttling
+            | Fault::RateLimitExceeded
+            | Fault::InternalError
+            | Fault::DropConnection
+            | Fault::StoreThenDrop => {}
         }
-        let (next_calls, probability) = match trigger {
+        match trigger {
             Trigger::NextCalls(0) => {
                 return Err(Error::Fault("NextCalls(0) would never fire".to_owned()));
             }
-            Trigger::NextCalls(n) => (Some(n), None),
-            Trigger::Probability(p) if (0.0..=1.0).contains(&p) => (None, Some(p)),
+            Trigger::NextCalls(n) => rule.next_calls = Some(n),
+            Trigger::Probability(p) if (0.0..=1.0).contains(&p) => rule.probability = Some(p),
             Trigger::Probability(p) => {
                 return Err(Error::Fault(format!(
                     "probability {p} is not between 0.0 and 1.0"
                 )));
             }
-        };
-        Ok(Self {
-            id: 0,
-            operation,
-            fault: kind,
-            latency_ms,
-            next_calls,
-            probability,
-            fired: 0,
-        })
+        }
+        Ok(rule)
     }
 
     /// Rebuilds a rule received over the inspection API, checking it as
@@ -160,21 +267,7 @@ impl FaultRule {
     /// # Errors
     /// As [`FaultRule::new`], and when the parameters do not fit the kind.
     pub fn validated(self) -> Result<Self, Error> {
-        let fault = match (self.fault, self.latency_ms) {
-            (FaultKind::Latency, Some(ms)) => Fault::Latency(Duration::from_millis(ms)),
-            (FaultKind::Latency, None) => {
-                return Err(Error::Fault("a Latency fault needs latencyMs".to_owned()));
-            }
-            (_, Some(_)) => {
-                return Err(Error::Fault(
-                    "only Latency faults take latencyMs".to_owned(),
-                ));
-            }
-            (FaultKind::Throttling, None) => Fault::Throttling,
-            (FaultKind::RateLimitExceeded, None) => Fault::RateLimitExceeded,
-            (FaultKind::InternalError, None) => Fault::InternalError,
-            (FaultKind::DropConnection, None) => Fault::DropConnection,
-        };
+        let fault = self.to_fault()?;
         let trigger = match (self.next_calls, self.probability) {
             (Some(n), None) => Trigger::NextCalls(n),
             (None, Some(p)) => Trigger::Probability(p),
@@ -185,6 +278,41 @@ impl FaultRule {
             }
         };
         Self::new(self.operation, fault, trigger)
+    }
+
+    /// The fault the rule describes, if its parameters fit its kind.
+    fn to_fault(&self) -> Result<Fault, Error> {
+        let parameters = [
+            ("latencyMs", self.latency_ms.is_some(), FaultKind::Latency),
+            ("code", self.code.is_some(), FaultKind::Error),
+            ("status", self.status.is_some(), FaultKind::ServerError),
+            ("stored", self.stored.is_some(), FaultKind::ServerError),
+        ];
+        if let Some((name, _, owner)) = parameters
+            .iter()
+            .find(|(_, given, owner)| *given && *owner != self.fault)
+        {
+            return Err(Error::Fault(format!(
+                "only {owner:?} faults take {name}, not {:?}",
+                self.fault
+            )));
+        }
+        let missing = |what: &str| Error::Fault(format!("a {:?} fault needs {what}", self.fault));
+        Ok(match self.fault {
+            FaultKind::Throttling => Fault::Throttling,
+            FaultKind::RateLimitExceeded => Fault::RateLimitExceeded,
+            FaultKind::InternalError => Fault::InternalError,
+            FaultKind::DropConnection => Fault::DropConnection,
+            FaultKind::StoreThenDrop => Fault::StoreThenDrop,
+            FaultKind::Latency => Fault::Latency(Duration::from_millis(
+                self.latency_ms.ok_or_else(|| missing("latencyMs"))?,
+            )),
+            FaultKind::Error => Fault::Error(self.code.clone().ok_or_else(|| missing("code"))?),
+            FaultKind::ServerError => Fault::ServerError {
+                status: self.status.ok_or_else(|| missing("status"))?,
+                stored: self.stored.ok_or_else(|| missing("stored"))?,
+            },
+        })
     }
 
     /// Whether the rule fires on this call; consumes one of its next calls.
@@ -209,23 +337,12 @@ impl FaultRule {
 }
 
 /// What the faults decided for one call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct Decision {
     /// Delay before answering.
     pub(crate) latency: Duration,
-    /// The error or drop that replaces the answer, if any.
-    pub(crate) action: Option<Action>,
-}
-
-/// A fault that replaces the answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Action {
-    /// The service's throttling error.
-    Throttle,
-    /// The service's HTTP 500 error.
-    Internal,
-    /// Close the connection without answering.
-    Drop,
+    /// The fault that decides the answer, if any: never a `Latency`.
+    pub(crate) fault: Option<Fault>,
 }
 
 /// The injected faults.
@@ -261,26 +378,24 @@ impl Faults {
     }
 
     /// Rolls the rules for one call of `operation`. Latencies add up; the
-    /// first replacing fault that fires wins and later ones are not consumed.
+    /// first answer-deciding fault that fires wins and later ones are not
+    /// consumed.
     pub(crate) fn decide(&self, operation: Operation) -> Decision {
         let mut decision = Decision::default();
         let mut guard = self.rules();
         for rule in guard.1.iter_mut().filter(|r| r.operation == operation) {
-            let action = match rule.fault {
-                FaultKind::Latency => None,
-                FaultKind::Throttling | FaultKind::RateLimitExceeded => Some(Action::Throttle),
-                FaultKind::InternalError => Some(Action::Internal),
-                FaultKind::DropConnection => Some(Action::Drop),
+            // Rules are checked when added, so this always succeeds.
+            let Ok(fault) = rule.to_fault() else {
+                continue;
             };
-            if action.is_some() && decision.action.is_some() {
+            let decides = !matches!(fault, Fault::Latency(_));
+            if decides && decision.fault.is_some() {
                 continue;
             }
             if rule.fires() {
-                match action {
-                    Some(action) => decision.action = Some(action),
-                    None => {
-                        decision.latency += Duration::from_millis(rule.latency_ms.unwrap_or(0));
-                    }
+                match fault {
+                    Fault::Latency(delay) => decision.latency += delay,
+                    fault => decision.fault = Some(fault),
                 }
             }
         }
@@ -305,16 +420,16 @@ mod tests {
             Fault::Throttling,
             Trigger::NextCalls(2),
         ));
-        assert_eq!(faults.decide(Operation::RegisterUsage).action, None);
+        assert_eq!(faults.decide(Operation::RegisterUsage).fault, None);
         assert_eq!(
-            faults.decide(Operation::MeterUsage).action,
-            Some(Action::Throttle)
+            faults.decide(Operation::MeterUsage).fault,
+            Some(Fault::Throttling)
         );
         assert_eq!(
-            faults.decide(Operation::MeterUsage).action,
-            Some(Action::Throttle)
+            faults.decide(Operation::MeterUsage).fault,
+            Some(Fault::Throttling)
         );
-        assert_eq!(faults.decide(Operation::MeterUsage).action, None);
+        assert_eq!(faults.decide(Operation::MeterUsage).fault, None);
         assert!(faults.list().is_empty());
     }
 
@@ -336,11 +451,11 @@ mod tests {
         faults.add(rule(op, Fault::DropConnection, Trigger::NextCalls(1)));
         let first = faults.decide(op);
         assert_eq!(first.latency, Duration::from_millis(50));
-        assert_eq!(first.action, Some(Action::Internal));
+        assert_eq!(first.fault, Some(Fault::InternalError));
         let second = faults.decide(op);
         assert_eq!(second.latency, Duration::from_millis(20));
-        assert_eq!(second.action, Some(Action::Drop));
-        assert_eq!(faults.decide(op).action, None);
+        assert_eq!(second.fault, Some(Fault::DropConnection));
+        assert_eq!(faults.decide(op).fault, None);
     }
 
     #[test]
@@ -357,10 +472,10 @@ mod tests {
             Trigger::Probability(1.0),
         ));
         for _ in 0..100 {
-            assert_eq!(faults.decide(Operation::GetLicense).action, None);
+            assert_eq!(faults.decide(Operation::GetLicense).fault, None);
             assert_eq!(
-                faults.decide(Operation::ListReceivedLicenses).action,
-                Some(Action::Drop)
+                faults.decide(Operation::ListReceivedLicenses).fault,
+                Some(Fault::DropConnection)
             );
         }
         let fired: Vec<u64> = faults.list().iter().map(|r| r.fired).collect();
@@ -407,6 +522,30 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn every_fault_round_trips_through_its_rule() {
+        let faults = [
+            Fault::Throttling,
+            Fault::InternalError,
+            Fault::Latency(Duration::from_millis(5)),
+            Fault::DropConnection,
+            Fault::StoreThenDrop,
+            Fault::Error("AccessDeniedException".to_owned()),
+            Fault::ServerError {
+                status: 504,
+                stored: true,
+            },
+        ];
+        for fault in faults {
+            let rule = rule(Operation::MeterUsage, fault.clone(), Trigger::NextCalls(1));
+            assert_eq!(rule.fault, fault.kind());
+            assert_eq!(rule.to_fault().ok(), Some(fault.clone()));
+            let json = serde_json::to_string(&rule).expect("serializes");
+            let back: FaultRule = serde_json::from_str(&json).expect("parses");
+            assert_eq!(back.validated().ok(), Some(rule), "{json}");
+        }
     }
 
     #[test]

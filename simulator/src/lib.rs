@@ -63,6 +63,6 @@ pub use license_manager::{
     LicensesView,
 };
 pub use metering::{Allocation, Quantity, Tag, UsageRecord};
-pub use operation::{AUTH_ERROR_CODES, Operation, Service, UNKNOWN_OPERATION_CODE};
+pub use operation::{ACCESS_ERRORS, AUTH_ERROR_CODES, Operation, Service, UNKNOWN_OPERATION_CODE};
 pub use server::{BlockingSimulator, Simulator};
 pub use state::TaskInfo;

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use marketgate_manifest::{Manifest, Pricing, Product, Tier, pricing_name};
+use marketgate_manifest::{Manifest, Pricing, Product, Tier, duration_name, pricing_name};
 
 /// Validates the manifest at `path` and renders the catalog, or every
 /// problem found (the same messages a build would give).
@@ -130,6 +130,11 @@ fn render_products(m: &Manifest, out: &mut String) {
                 out,
                 "{indent}dimensions: {}",
                 names(&m.dimensions, p.dimensions.iter().copied())
+            );
+            let _ = writeln!(
+                out,
+                "{indent}max unreported: {}, then #[metered] calls are denied",
+                duration_name(u64::from(p.max_unreported))
             );
         }
     }

@@ -90,6 +90,34 @@ pub const AUTH_ERROR_CODES: [&str; 4] = [
     "UnrecognizedClientException",
 ];
 
+/// The authentication and authorization errors any AWS JSON-protocol API can
+/// answer, whatever its model declares, with the HTTP status AWS sends them
+/// with; [`crate::Fault::Error`] accepts them for every operation.
+///
+/// Sources: AWS API references' "Common Errors" pages (e.g.
+/// <https://docs.aws.amazon.com/emr/latest/APIReference/CommonErrors.html>:
+/// `AccessDeniedException` 400, `IncompleteSignature` 400,
+/// `MissingAuthenticationToken` 403); a JSON-protocol service's
+/// `ExpiredTokenException` on the wire is `HTTP/1.1 400 Bad Request`
+/// (<https://github.com/guregu/dynamo/issues/68>); the `DynamoDB` error guide
+/// lists `UnrecognizedClientException`, `InvalidSignatureException` and
+/// `IncompleteSignatureException` as 400
+/// (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Programming.Errors.html>).
+/// Newer "Common Errors" pages give `AccessDeniedException` and
+/// `ExpiredTokenException` 403; the older pages and the wire agree on 400.
+/// `IncompleteSignature` is the name the common-errors pages use,
+/// `IncompleteSignatureException` the one JSON-protocol services send (and
+/// the simulator's own authentication answers with): both are accepted.
+pub const ACCESS_ERRORS: [(&str, u16); 7] = [
+    ("AccessDeniedException", 400),
+    ("ExpiredTokenException", 400),
+    ("UnrecognizedClientException", 400),
+    ("InvalidSignatureException", 400),
+    ("IncompleteSignature", 400),
+    ("IncompleteSignatureException", 400),
+    ("MissingAuthenticationTokenException", 403),
+];
+
 /// The error for a request that names no operation the simulator serves
 /// (unknown or missing `X-Amz-Target`, wrong method, path or content type).
 /// It belongs to no operation, so no model declares it.
@@ -130,6 +158,15 @@ impl Operation {
         }
     }
 
+    /// The member that carries the request's idempotency token, for the
+    /// operations that take one.
+    pub(crate) fn client_token_member(self) -> Option<&'static str> {
+        match self {
+            Self::MeterUsage | Self::CheckoutLicense => Some("ClientToken"),
+            _ => None,
+        }
+    }
+
     /// The operation an `X-Amz-Target` value names, if the simulator serves
     /// it; otherwise the service the prefix names, if any.
     pub(crate) fn from_target(target: &str) -> Result<Self, Option<Service>> {
@@ -146,6 +183,115 @@ impl Operation {
     #[must_use]
     pub fn error_codes(self) -> Vec<&'static str> {
         (self.errors().codes)()
+    }
+
+    /// Every error shape the service model declares for the operation (the
+    /// botocore models in `shared/aws-models`), including those the
+    /// simulator's own handling never answers with; `tests/model_errors.rs`
+    /// checks the lists against the models.
+    #[must_use]
+    pub fn declared_errors(self) -> &'static [&'static str] {
+        match self {
+            Self::RegisterUsage => &[
+                "InvalidProductCodeException",
+                "InvalidRegionException",
+                "InvalidPublicKeyVersionException",
+                "PlatformNotSupportedException",
+                "CustomerNotEntitledException",
+                "ThrottlingException",
+                "InternalServiceErrorException",
+                "DisabledApiException",
+            ],
+            Self::MeterUsage => &[
+                "InternalServiceErrorException",
+                "InvalidProductCodeException",
+                "InvalidUsageDimensionException",
+                "InvalidTagException",
+                "InvalidUsageAllocationsException",
+                "InvalidEndpointRegionException",
+                "TimestampOutOfBoundsException",
+                "DuplicateRequestException",
+                "IdempotencyConflictException",
+                "ThrottlingException",
+                "CustomerNotEntitledException",
+            ],
+            Self::CheckoutLicense => &[
+                "ValidationException",
+                "InvalidParameterValueException",
+                "ResourceNotFoundException",
+                "NoEntitlementsAllowedException",
+                "UnsupportedDigitalSignatureMethodException",
+                "RedirectException",
+                "AuthorizationException",
+                "AccessDeniedException",
+                "RateLimitExceededException",
+                "ServerInternalException",
+            ],
+            Self::ExtendLicenseConsumption => &[
+                "ValidationException",
+                "InvalidParameterValueException",
+                "AuthorizationException",
+                "AccessDeniedException",
+                "RateLimitExceededException",
+                "ServerInternalException",
+                "ResourceNotFoundException",
+            ],
+            Self::CheckInLicense => &[
+                "ValidationException",
+                "InvalidParameterValueException",
+                "ResourceNotFoundException",
+                "ConflictException",
+                "AuthorizationException",
+                "AccessDeniedException",
+                "RateLimitExceededException",
+                "ServerInternalException",
+            ],
+            Self::GetLicense => &[
+                "ValidationException",
+                "InvalidParameterValueException",
+                "AuthorizationException",
+                "AccessDeniedException",
+                "RateLimitExceededException",
+                "ServerInternalException",
+            ],
+            Self::ListReceivedLicenses => &[
+                "ValidationException",
+                "InvalidParameterValueException",
+                "ResourceLimitExceededException",
+                "ServerInternalException",
+                "AuthorizationException",
+                "AccessDeniedException",
+                "RateLimitExceededException",
+            ],
+        }
+    }
+
+    /// The errors [`crate::Fault::Error`] can make the operation answer with,
+    /// and the HTTP status of each: every error its model declares
+    /// ([`Operation::declared_errors`]), then the [`ACCESS_ERRORS`] it does
+    /// not declare.
+    #[must_use]
+    pub fn injectable_errors(self) -> Vec<(&'static str, u16)> {
+        let declared = self.declared_errors();
+        declared
+            .iter()
+            .map(|&code| (code, shape_status(code)))
+            .chain(
+                ACCESS_ERRORS
+                    .into_iter()
+                    .filter(|(code, _)| !declared.contains(code)),
+            )
+            .collect()
+    }
+
+    /// The HTTP status of an error [`crate::Fault::Error`] accepts for this
+    /// operation; `None` for any other name.
+    #[must_use]
+    pub fn error_status(self, code: &str) -> Option<u16> {
+        self.injectable_errors()
+            .into_iter()
+            .find(|(c, _)| *c == code)
+            .map(|(_, status)| status)
     }
 
     /// The shapes the operation answers with when the answer does not come
@@ -243,20 +389,26 @@ pub(crate) trait ErrorShape: Copy + 'static {
     /// The model's shape name, written to `__type`.
     fn shape(self) -> &'static str;
 
-    /// HTTP status: Smithy's defaults (400 client, 500 server) as no
-    /// `httpError` is modelled, except `IdempotencyConflictException`, the one
-    /// shape AWS's Smithy model gives `httpError: 409`.
+    /// HTTP status; see [`shape_status`].
     fn status(self) -> u16 {
-        match self.shape() {
-            "InternalServiceErrorException" | "ServerInternalException" => 500,
-            "IdempotencyConflictException" => 409,
-            _ => 400,
-        }
+        shape_status(self.shape())
     }
 
     /// The variant with this shape name, if the operation declares it.
     fn by_shape(shape: &str) -> Option<Self> {
         Self::ALL.iter().copied().find(|e| e.shape() == shape)
+    }
+}
+
+/// The HTTP status of a modelled error shape: Smithy's defaults (400 client,
+/// 500 server) as no `httpError` is modelled, except
+/// `IdempotencyConflictException`, the one shape AWS's Smithy model gives
+/// `httpError: 409`.
+fn shape_status(shape: &str) -> u16 {
+    match shape {
+        "InternalServiceErrorException" | "ServerInternalException" => 500,
+        "IdempotencyConflictException" => 409,
+        _ => 400,
     }
 }
 

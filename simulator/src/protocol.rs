@@ -40,6 +40,27 @@ pub(crate) fn error(service: Service, status: u16, shape: &str, message: &str) -
     json(status, &Value::Object(body), Some(shape))
 }
 
+/// What a load balancer in front of an AWS service answers when the service
+/// fails (502), is overloaded (503) or too slow (504): an HTML page no model
+/// describes, without `X-Amzn-Errortype` or a request id, as Elastic Load
+/// Balancing's own error pages are.
+pub(crate) fn gateway_error(status: u16) -> Response<Body> {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let title = format!(
+        "{} {}",
+        status.as_str(),
+        status.canonical_reason().unwrap_or_default()
+    );
+    let page = format!(
+        "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n</body>\r\n</html>\r\n"
+    );
+    Response::builder()
+        .status(status)
+        .header(hyper::header::CONTENT_TYPE, "text/html")
+        .body(Full::new(Bytes::from(page.clone())))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::from(page))))
+}
+
 fn json(status: StatusCode, body: &Value, error_type: Option<&str>) -> Response<Body> {
     let mut builder = Response::builder()
         .status(status)

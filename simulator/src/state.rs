@@ -35,6 +35,7 @@ impl Shared {
             metering: Metering::default(),
             licensing: Licensing::new(&catalog.licenses),
             calls: Vec::new(),
+            revision: 0,
         };
         Self {
             catalog,
@@ -62,6 +63,10 @@ pub(crate) struct State {
     pub(crate) metering: Metering,
     pub(crate) licensing: Licensing,
     pub(crate) calls: Vec<CallRecord>,
+    /// Counts the changes API calls made, so that a call can tell whether it
+    /// stored anything ([`CallRecord::stored`]). Each handler bumps it where
+    /// it changes state; clock-driven expiry and the inspection API do not.
+    pub(crate) revision: u64,
 }
 
 impl State {

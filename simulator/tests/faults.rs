@@ -199,7 +199,7 @@ fn answer<T, E: std::fmt::Debug>(
 }
 
 /// One step of a fault scenario, played in order by [`play`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Step {
     /// Inject a fault.
     Inject(Op, Fault, Trigger),
@@ -220,17 +220,18 @@ async fn play(sim: &Simulator, steps: &[Step]) {
         Clients::new(sim, true).await,
     );
     for step in steps {
-        let (clients, request, expected) = match *step {
+        let (clients, request, expected) = match step {
             Inject(operation, fault, trigger) => {
-                sim.inject(operation, fault, trigger).expect("valid fault");
+                sim.inject(*operation, fault.clone(), *trigger)
+                    .expect("valid fault");
                 continue;
             }
             ClearFaults => {
                 sim.clear_faults();
                 continue;
             }
-            Plain(request, expected) => (&plain, request, expected),
-            Retrying(request, expected) => (&retrying, request, expected),
+            Plain(request, expected) => (&plain, *request, *expected),
+            Retrying(request, expected) => (&retrying, *request, *expected),
         };
         assert_eq!(call(sim, clients, request).await, expected, "{step:?}");
     }
@@ -384,7 +385,7 @@ async fn dropped_connections_fail_without_an_answer_and_are_retried() {
     // No HTTP response at all.
     play(
         &sim,
-        &[drop_next, Plain(Request::Meter(3), Answer::Dropped)],
+        &[drop_next.clone(), Plain(Request::Meter(3), Answer::Dropped)],
     )
     .await;
     assert!(sim.usage().is_empty());
@@ -474,6 +475,50 @@ async fn faults_an_operation_cannot_answer_are_refused() {
             Trigger::Probability(2.0),
             "",
         ),
+        // Unknown names are refused with the names the operation allows.
+        (
+            Op::MeterUsage,
+            Fault::Error("NoSuchException".to_owned()),
+            Trigger::NextCalls(1),
+            "AccessDeniedException",
+        ),
+        (
+            Op::MeterUsage,
+            Fault::Error("ValidationException".to_owned()),
+            Trigger::NextCalls(1),
+            "DuplicateRequestException",
+        ),
+        // Declared for RegisterUsage only.
+        (
+            Op::MeterUsage,
+            Fault::Error("DisabledApiException".to_owned()),
+            Trigger::NextCalls(1),
+            "MissingAuthenticationTokenException",
+        ),
+        (
+            Op::GetLicense,
+            Fault::Error("DuplicateRequestException".to_owned()),
+            Trigger::NextCalls(1),
+            "RateLimitExceededException",
+        ),
+        (
+            Op::MeterUsage,
+            Fault::ServerError {
+                status: 501,
+                stored: false,
+            },
+            Trigger::NextCalls(1),
+            "500, 502, 503 or 504",
+        ),
+        (
+            Op::MeterUsage,
+            Fault::ServerError {
+                status: 200,
+                stored: true,
+            },
+            Trigger::NextCalls(1),
+            "not 200",
+        ),
     ];
     for (operation, fault, trigger, names) in cases {
         let err = sim.inject(operation, fault, trigger).unwrap_err();
@@ -481,5 +526,9 @@ async fn faults_an_operation_cannot_answer_are_refused() {
         assert!(err.to_string().contains(names), "{err}");
     }
     assert!(sim.faults().is_empty());
+    // What RegisterUsage's model declares, it can answer.
+    let disabled = Fault::Error("DisabledApiException".to_owned());
+    sim.inject(Op::RegisterUsage, disabled, Trigger::NextCalls(1))
+        .expect("declared for RegisterUsage");
     sim.shutdown().await;
 }

@@ -41,6 +41,11 @@ async fn meter(sim: &Simulator, quantity: i32) -> Result<String, String> {
 async fn usage_lists_accepted_records_in_the_documented_shape() {
     let sim = start_at(noon() + Duration::from_mins(15)).await;
     let id = meter(&sim, 12).await.expect("metered");
+    // The SDK fills a fresh ClientToken; the call log shows which.
+    let token = sim.calls()[0]
+        .client_token
+        .clone()
+        .expect("the SDK sends a ClientToken");
     let usage = get(&sim, "/_marketgate/usage").await;
     assert_eq!(
         usage,
@@ -52,6 +57,7 @@ async fn usage_lists_accepted_records_in_the_documented_shape() {
             "meteringRecordId": id,
             "accessKeyId": "AKIDSIMULATORTASK1",
             "receivedAt": 1_795_695_300,
+            "clientToken": token,
         }])
     );
     sim.shutdown().await;
@@ -128,6 +134,93 @@ async fn faults_can_be_injected_listed_and_cleared() {
             .unwrap_or_default()
             .contains("RateLimitExceeded")
     );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_new_faults_round_trip_through_the_inspection_api() {
+    let sim = start_at(noon()).await;
+    let rules = [
+        json!({"operation": "MeterUsage", "fault": "StoreThenDrop", "nextCalls": 1}),
+        json!({"operation": "MeterUsage", "fault": "Error", "code": "AccessDeniedException", "nextCalls": 1}),
+        json!({"operation": "MeterUsage", "fault": "ServerError", "status": 503, "stored": true, "nextCalls": 1}),
+    ];
+    for (i, rule) in rules.iter().enumerate() {
+        let (status, answered) = post(&sim, "/_marketgate/faults", rule).await;
+        assert_eq!(status, 200, "{rule}: {answered}");
+        let mut expected = rule.clone();
+        expected["id"] = json!(i + 1);
+        expected["fired"] = json!(0);
+        assert_eq!(answered, expected, "POST answers the rule as given");
+    }
+    let listed = get(&sim, "/_marketgate/faults").await;
+    let listed: Vec<Value> = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            let r2 = r.as_object_mut().expect("object");
+            r2.remove("id");
+            r2.remove("fired");
+            r
+        })
+        .collect();
+    assert_eq!(listed, rules, "GET lists them as posted");
+
+    let in_process: Vec<marketgate_simulator::FaultRule> = sim.faults();
+    assert_eq!(in_process[1].code.as_deref(), Some("AccessDeniedException"));
+    assert_eq!(
+        (in_process[2].status, in_process[2].stored),
+        (Some(503), Some(true))
+    );
+    // The first fires first: the record is stored, the answer lost.
+    assert!(meter(&sim, 1).await.is_err());
+    assert_eq!(sim.usage().len(), 1);
+
+    // (rule, what the error names)
+    let refused = [
+        (
+            json!({"operation": "MeterUsage", "fault": "Error", "nextCalls": 1}),
+            "needs code",
+        ),
+        (
+            json!({"operation": "MeterUsage", "fault": "Error", "code": "Nope", "nextCalls": 1}),
+            "AccessDeniedException",
+        ),
+        (
+            json!({"operation": "MeterUsage", "fault": "ServerError", "status": 503, "nextCalls": 1}),
+            "needs stored",
+        ),
+        (
+            json!({"operation": "MeterUsage", "fault": "ServerError", "status": 418, "stored": false, "nextCalls": 1}),
+            "not 418",
+        ),
+        (
+            json!({"operation": "MeterUsage", "fault": "StoreThenDrop", "code": "AccessDeniedException", "nextCalls": 1}),
+            "only Error faults take code",
+        ),
+        (
+            json!({"operation": "MeterUsage", "fault": "Throttling", "stored": true, "nextCalls": 1}),
+            "only ServerError faults take stored",
+        ),
+    ];
+    for (rule, names) in refused {
+        let (status, body) = post(&sim, "/_marketgate/faults", &rule).await;
+        assert_eq!(status, 400, "{rule}");
+        let message = body["error"].as_str().unwrap_or_default();
+        assert!(message.contains(names), "{rule}: {message}");
+    }
+    assert_eq!(sim.faults().len(), 2, "no refused rule was added");
+
+    // The call log's new members, as JSON.
+    let calls = get(&sim, "/_marketgate/calls").await;
+    let call = &calls[0];
+    assert_eq!(call["fault"], "StoreThenDrop");
+    assert_eq!(call["outcome"], "dropped");
+    assert_eq!(call["stored"], true);
+    assert!(call["clientToken"].is_string(), "{call}");
+    assert_eq!(call["request"]["UsageQuantity"], 1);
     sim.shutdown().await;
 }
 

@@ -80,6 +80,36 @@ fn every_error_the_simulator_answers_is_declared_for_its_operation() {
 }
 
 #[test]
+fn declared_errors_are_exactly_the_models() {
+    for operation in Operation::ALL {
+        let model = model(operation.service());
+        let listed: BTreeSet<String> = operation
+            .declared_errors()
+            .iter()
+            .map(|&code| code.to_owned())
+            .collect();
+        assert_eq!(
+            listed,
+            declared_errors(&model, operation),
+            "{operation}: Operation::declared_errors must list what the model declares"
+        );
+        // Fault::Error accepts each of them, with the model's statuses: the
+        // server fault is 500, the rest client errors.
+        for &code in operation.declared_errors() {
+            let shape = &model["shapes"][code];
+            let expected = if shape["fault"] == true {
+                500
+            } else if code == "IdempotencyConflictException" {
+                409
+            } else {
+                400
+            };
+            assert_eq!(operation.error_status(code), Some(expected), "{code}");
+        }
+    }
+}
+
+#[test]
 fn error_shapes_exist_and_carry_the_services_message_member() {
     for operation in Operation::ALL {
         let service = operation.service();

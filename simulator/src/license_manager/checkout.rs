@@ -155,6 +155,7 @@ pub(crate) fn checkout_license(call: &Call<'_>, state: &mut State) -> Output<Che
     licensing
         .client_tokens
         .insert(client_token, licensing.consumptions.len() - 1);
+    state.revision += 1;
     Ok(response)
 }
 

@@ -29,6 +29,7 @@ pub(crate) fn extend_license_consumption(
     if !dry_run {
         consumption.expiration = call.now + PROVISIONAL_TTL;
         consumption.extensions += 1;
+        state.revision += 1;
     }
     Ok(json!({
         "LicenseConsumptionToken": consumption.token,
@@ -66,6 +67,7 @@ pub(crate) fn check_in_license(call: &Call<'_>, state: &mut State) -> Output<Che
     let consumption = &mut licensing.consumptions[index];
     consumption.state = CheckoutState::CheckedIn;
     consumption.ended_at = Some(call.now);
+    state.revision += 1;
     Ok(json!({}))
 }
 

@@ -82,13 +82,20 @@ pub(crate) fn meter_usage(call: &Call<'_>, state: &mut State) -> Output<MeterUsa
         return Ok(json!({}));
     }
 
-    let id = state.metering.record(
-        &call.caller.access_key_id,
-        request,
-        parsed.client_token,
-        hour,
-        call.now,
-    )?;
+    let records = state.metering.records.len();
+    let id = state
+        .metering
+        .record(
+            &call.caller.access_key_id,
+            request,
+            parsed.client_token,
+            hour,
+            call.now,
+        )?
+        .to_owned();
+    if state.metering.records.len() != records {
+        state.revision += 1;
+    }
     Ok(json!({"MeteringRecordId": id}))
 }
 

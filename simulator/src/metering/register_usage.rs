@@ -90,7 +90,9 @@ pub(crate) fn register_usage(call: &Call<'_>, state: &mut State) -> Output<Regis
     )
     .map_err(|e| fail(E::InternalServiceErrorException, e.to_string()))?;
 
-    task.registered.insert(product_code.to_owned());
+    if task.registered.insert(product_code.to_owned()) {
+        state.revision += 1;
+    }
     let mut output = Map::new();
     output.insert("Signature".to_owned(), Value::from(signature));
     if let Some(expired) = key.expires_at.filter(|at| *at <= call.now) {

@@ -30,6 +30,9 @@ pub struct UsageRecord {
     pub access_key_id: String,
     /// When it was accepted, simulated clock, epoch seconds.
     pub received_at: i64,
+    /// The `ClientToken` of the request that stored it, if it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_token: Option<String>,
     /// Its usage allocations, if it had any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allocations: Vec<Allocation>,
@@ -138,6 +141,7 @@ impl Metering {
                 metering_record_id: ids::uuid(),
                 access_key_id: task.to_owned(),
                 received_at: timestamp::epoch_secs(now),
+                client_token: client_token.map(str::to_owned),
                 allocations: request.allocations.clone(),
             });
             let index = self.records.len() - 1;
