@@ -62,6 +62,7 @@ fn product_expr(p: &TokenStream, product: &Product) -> TokenStream {
     };
     let features = feature_set(p, &product.features);
     let mask = u64_literal(product.dimensions.iter().fold(0u64, |m, i| m | (1 << i)));
+    let max_unreported = product.max_unreported;
     let registration = match &product.key {
         Some((version, key)) => {
             let spki = LitByteStr::new(&key.spki, Span::call_site());
@@ -90,7 +91,9 @@ fn product_expr(p: &TokenStream, product: &Product) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     quote! {
-        #p::Product::__new(#name, #code, #tier, #pricing, #features, #mask, #registration, #license)
+        #p::Product::__new(
+            #name, #code, #tier, #pricing, #features, #mask, #max_unreported, #registration, #license
+        )
     }
 }
 

@@ -18,8 +18,8 @@ pub(crate) fn of(c: &Catalog) -> u64 {
     for p in &c.products {
         let _ = write!(
             canon,
-            "product={:?},{:?},{:?},{:?},{:?},{:?};",
-            p.name, p.code, p.tier, p.pricing, p.features, p.dimensions
+            "product={:?},{:?},{:?},{:?},{:?},{:?},{};",
+            p.name, p.code, p.tier, p.pricing, p.features, p.dimensions, p.max_unreported
         );
         if let Some((version, key)) = &p.key {
             let _ = write!(canon, "key={version},{:?};", key.spki);

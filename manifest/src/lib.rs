@@ -26,5 +26,6 @@ mod tests;
 
 pub use load::{MANIFEST_ENV, ManifestError, load, parse, read};
 pub use model::{
-    Entitlement, License, MAX_FEATURES, Manifest, Pricing, Product, Tier, pricing_name,
+    DEFAULT_MAX_UNREPORTED, Entitlement, License, MAX_FEATURES, MAX_MAX_UNREPORTED,
+    MIN_MAX_UNREPORTED, Manifest, Pricing, Product, Tier, duration_name, pricing_name,
 };

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::keys;
 
@@ -22,6 +23,17 @@ pub(crate) const MAX_DIMENSIONS: usize = 64;
 /// `aws:294406891311:AWS/Marketplace:issuer-fingerprint`".
 pub(crate) const MARKETPLACE_KEY_FINGERPRINT: &str =
     "aws:294406891311:AWS/Marketplace:issuer-fingerprint";
+
+/// `max-unreported` when a metering product does not set it: one missed
+/// hourly report and its retries never deny a buyer.
+pub const DEFAULT_MAX_UNREPORTED: Duration = Duration::from_hours(2);
+/// The shortest `max-unreported`: below it a brief AWS throttling storm would
+/// deny buyers their metered calls.
+pub const MIN_MAX_UNREPORTED: Duration = Duration::from_mins(15);
+/// The longest `max-unreported`: `MeterUsage` refuses records more than 6
+/// hours old (`TimestampOutOfBoundsException`), so older usage could never be
+/// billed.
+pub const MAX_MAX_UNREPORTED: Duration = Duration::from_hours(6);
 
 /// Whether buyers pay for a product (`tier`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -70,6 +82,18 @@ pub fn pricing_name(p: Pricing) -> &'static str {
     }
 }
 
+/// The manifest spelling of a `max-unreported` of `seconds`: whole hours as
+/// `"<n>h"`, anything else as `"<n>m"` (seconds are not a manifest unit and
+/// are dropped).
+#[must_use]
+pub fn duration_name(seconds: u64) -> String {
+    if seconds.is_multiple_of(3600) {
+        format!("{}h", seconds / 3600)
+    } else {
+        format!("{}m", seconds / 60)
+    }
+}
+
 /// A validated product.
 pub struct Product {
     /// Local alias (`name`).
@@ -85,6 +109,10 @@ pub struct Product {
     pub features: BTreeSet<usize>,
     /// Dimension indices (custom pricing).
     pub dimensions: BTreeSet<usize>,
+    /// `max-unreported` in seconds: how long metered usage may stay
+    /// unreported before `#[metered]` calls are denied. Only a product with
+    /// dimensions may set it; every other product carries the default.
+    pub max_unreported: u32,
     /// `RegisterUsage` key version and key (hourly and monthly).
     pub key: Option<(u32, keys::PublicKey)>,
     /// License Manager settings (contract pricing).

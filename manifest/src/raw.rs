@@ -29,6 +29,8 @@ pub(crate) struct RawProduct {
     pub(crate) public_key: Option<Spanned<String>>,
     pub(crate) public_key_version: Option<Spanned<i64>>,
     pub(crate) dimensions: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Any TOML value, so that a bare number gets the key's own message.
+    pub(crate) max_unreported: Option<Spanned<toml::Value>>,
     pub(crate) sku: Option<Spanned<String>>,
     pub(crate) key_fingerprint: Option<Spanned<String>>,
     pub(crate) entitlements: Option<RawEntitlements>,

@@ -1,11 +1,12 @@
 //! What `parse` accepts and refuses, end to end: the rules, the messages'
-//! positions, index assignment and the fingerprint.
+//! positions, index assignment, `max-unreported` and the fingerprint.
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::time::Duration;
 
 use crate::load::parse;
-use crate::model::{MARKETPLACE_KEY_FINGERPRINT, Manifest};
+use crate::model::{DEFAULT_MAX_UNREPORTED, MARKETPLACE_KEY_FINGERPRINT, Manifest};
 
 fn check(text: &str) -> Result<Manifest, Vec<String>> {
     parse(Path::new("/m/Marketplace.toml"), text).map_err(|e| e.messages)
@@ -177,4 +178,120 @@ fn fingerprint_changes_with_content_and_not_with_formatting() {
     let c = check("[[product]]\nname = \"a\"\ncode = \"c\"\ntier = \"free\"\npricing = \"hourly\"\nfeatures = [\"y\"]\n").unwrap();
     assert_eq!(a.fingerprint, b.fingerprint);
     assert_ne!(a.fingerprint, c.fingerprint);
+}
+
+/// A custom-pricing product with `max-unreported = <value>` (TOML, so a
+/// string needs its quotes), and a free hourly one that meters nothing.
+fn with_max_unreported(value: &str) -> String {
+    format!(
+        "[[product]]\nname = \"usage\"\ncode = \"c1\"\ntier = \"paid\"\npricing = \"custom\"\n\
+         dimensions = [\"api_calls\"]\nmax-unreported = {value}\n\
+         [[product]]\nname = \"community\"\ncode = \"c2\"\ntier = \"free\"\npricing = \"hourly\"\n"
+    )
+}
+
+#[test]
+fn max_unreported_is_whole_minutes_or_hours_from_15m_to_6h() {
+    for (value, seconds) in [
+        ("\"15m\"", 15 * 60),
+        ("\"90m\"", 90 * 60),
+        ("\"2h\"", 2 * 3600),
+        ("\"6h\"", 6 * 3600),
+        ("\"360m\"", 6 * 3600),
+    ] {
+        let m = check(&with_max_unreported(value)).unwrap_or_else(|e| panic!("{value}: {e:#?}"));
+        assert_eq!(m.products[0].max_unreported, seconds, "{value}");
+        // A product that meters nothing carries the default.
+        assert_eq!(m.products[1].max_unreported, 7200, "{value}");
+    }
+}
+
+#[test]
+fn max_unreported_defaults_to_two_hours() {
+    assert_eq!(DEFAULT_MAX_UNREPORTED, Duration::from_hours(2));
+    let m = check(
+        "[[product]]\nname = \"usage\"\ncode = \"c\"\ntier = \"paid\"\npricing = \"custom\"\n\
+         dimensions = [\"api_calls\"]\n",
+    )
+    .unwrap_or_else(|e| panic!("{e:#?}"));
+    assert_eq!(m.products[0].max_unreported, 7200);
+}
+
+#[test]
+fn max_unreported_out_of_range_is_an_error_at_the_value() {
+    for value in ["0m", "14m", "7h", "361m", "99999999999999999999999h"] {
+        let e = one_error(&with_max_unreported(&format!("\"{value}\"")));
+        assert!(
+            e.starts_with(&format!(
+                "/m/Marketplace.toml:7:18: product `usage`: `max-unreported` must be between \
+                 15m and 6h, got \"{value}\"; "
+            )),
+            "{e}"
+        );
+    }
+    assert!(one_error(&with_max_unreported("\"7h\"")).ends_with("more than 6 hours old"));
+    assert!(one_error(&with_max_unreported("\"14m\"")).ends_with("throttling storm"));
+}
+
+#[test]
+fn max_unreported_must_be_a_number_of_m_or_h() {
+    for (value, shown) in [
+        ("\"2 hours\"", "\"2 hours\""),
+        ("\"2H\"", "\"2H\""),
+        ("\"1.5h\"", "\"1.5h\""),
+        ("\"\"", "\"\""),
+        ("\"-1h\"", "\"-1h\""),
+        ("\"+2h\"", "\"+2h\""),
+        ("\"h\"", "\"h\""),
+        ("\"7200s\"", "\"7200s\""),
+        ("\"7200\"", "\"7200\""),
+        ("\" 2h\"", "\" 2h\""),
+        ("120", "120"),
+        ("1.5", "1.5"),
+    ] {
+        let e = one_error(&with_max_unreported(value));
+        assert_eq!(
+            e,
+            format!(
+                "/m/Marketplace.toml:7:18: product `usage`: `max-unreported` must be a whole \
+                 number of minutes or hours such as \"90m\" or \"2h\", got {shown}"
+            ),
+            "{value}"
+        );
+    }
+}
+
+#[test]
+fn max_unreported_is_only_for_products_with_dimensions() {
+    for pricing in ["hourly", "monthly"] {
+        let e = one_error(&format!(
+            "[[product]]\nname = \"a\"\ncode = \"c\"\ntier = \"free\"\npricing = \"{pricing}\"\n\
+             max-unreported = \"2h\"\n"
+        ));
+        assert_eq!(
+            e,
+            format!(
+                "/m/Marketplace.toml:6:18: product `a`: `max-unreported` applies only to products \
+                 with `dimensions` (`pricing = \"custom\"`); `pricing = \"{pricing}\"` meters \
+                 no usage, so remove it"
+            )
+        );
+    }
+    let e = one_error(
+        "[[product]]\nname = \"a\"\ncode = \"c\"\ntier = \"paid\"\npricing = \"contract\"\nsku = \"s\"\n\
+         entitlements = { Pro = [\"x\"] }\nmax-unreported = \"2h\"\n",
+    );
+    assert!(
+        e.contains("`max-unreported` applies only to products with"),
+        "{e}"
+    );
+}
+
+#[test]
+fn fingerprint_covers_max_unreported() {
+    let default = check(&with_max_unreported("\"2h\"")).unwrap();
+    let same = check(&with_max_unreported("\"120m\"")).unwrap();
+    let longer = check(&with_max_unreported("\"3h\"")).unwrap();
+    assert_eq!(default.fingerprint, same.fingerprint);
+    assert_ne!(default.fingerprint, longer.fingerprint);
 }

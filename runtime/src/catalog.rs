@@ -6,6 +6,7 @@
 //! swap or edit a product.
 
 use std::fmt;
+use std::time::Duration;
 
 /// The most features one catalog can declare (across all products).
 pub const MAX_FEATURES: usize = 256;
@@ -285,6 +286,7 @@ pub struct Product {
     pricing: Pricing,
     features: FeatureSet,
     dimensions: u64,
+    max_unreported_secs: u32,
     registration: Option<RegistrationKey>,
     license: Option<LicenseSpec>,
 }
@@ -300,6 +302,7 @@ impl Product {
         pricing: Pricing,
         features: FeatureSet,
         dimensions: u64,
+        max_unreported_secs: u32,
         registration: Option<RegistrationKey>,
         license: Option<LicenseSpec>,
     ) -> Self {
@@ -310,6 +313,7 @@ impl Product {
             pricing,
             features,
             dimensions,
+            max_unreported_secs,
             registration,
             license,
         }
@@ -357,6 +361,23 @@ impl Product {
     #[must_use]
     pub const fn dimension_mask(&self) -> u64 {
         self.dimensions
+    }
+
+    /// How long metered usage may stay unreported before `#[metered]` calls
+    /// are denied; `max-unreported` in `Marketplace.toml`, 2 hours by
+    /// default, at most 6 hours (AWS `MeterUsage` refuses older records).
+    /// Only products with dimensions set it; the others carry the default.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let pro = marketgate::catalog!().product_by_name("pro").expect("in Marketplace.toml");
+    /// // This crate's Marketplace.toml sets no `max-unreported` for `pro`.
+    /// assert_eq!(pro.max_unreported(), Duration::from_hours(2));
+    /// ```
+    #[must_use]
+    pub const fn max_unreported(&self) -> Duration {
+        Duration::from_secs(self.max_unreported_secs as u64)
     }
 
     /// The `RegisterUsage` key (hourly and monthly products).

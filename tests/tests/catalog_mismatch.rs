@@ -3,6 +3,8 @@
 //! here would poison every other test). And the catalog a build embeds is
 //! the one `marketgate-sim manifest` shows for the same file.
 
+use std::time::Duration;
+
 use marketgate::testing;
 
 #[test]
@@ -49,6 +51,14 @@ fn the_manifest_check_describes_the_embedded_catalog() {
             .collect::<Vec<_>>(),
         codes
     );
+    for (checked, embedded) in checked.products.iter().zip(embedded.products()) {
+        assert_eq!(
+            Duration::from_secs(checked.max_unreported.into()),
+            embedded.max_unreported(),
+            "product `{}`",
+            checked.name
+        );
+    }
     let mut paid = 0;
     for (index, feature) in checked.features.iter().enumerate() {
         let paid_here = checked.is_paid_feature(index);
@@ -64,4 +74,18 @@ fn the_manifest_check_describes_the_embedded_catalog() {
         paid > 0 && paid < checked.features.len(),
         "{paid} paid features"
     );
+}
+
+/// `max-unreported` reaches `Product::max_unreported()`: the renamed crate's
+/// manifest sets it; a product without dimensions carries the default.
+#[test]
+fn max_unreported_is_embedded_per_product() {
+    let set = marketgate_renamed_tests::catalog()
+        .product_by_name("usage")
+        .expect("the renamed crate's manifest has `usage`");
+    assert_eq!(set.max_unreported(), Duration::from_mins(90));
+    let defaulted = marketgate_tests::catalog()
+        .product_by_name("pro")
+        .expect("the tests' manifest has `pro`");
+    assert_eq!(defaulted.max_unreported(), Duration::from_hours(2));
 }

@@ -89,6 +89,7 @@ fn product(p: Pending, features: &[String], dimensions: &[String]) -> Product {
         pricing: p.pricing,
         features: all,
         dimensions: p.dimensions.iter().map(di).collect(),
+        max_unreported: p.max_unreported,
         key: p.key,
         license,
     }

@@ -3,7 +3,8 @@
 //!
 //! Each product is checked on its own (`product`, with the syntax of names
 //! in `names`), including the keys of its pricing model (`registration` for
-//! hourly and monthly, `dimensions` for custom, `contract` for contract).
+//! hourly and monthly, `dimensions` for custom, with its `max-unreported`,
+//! `contract` for contract).
 //! Then the products are checked against each other, and their features and
 //! dimensions get their indices (`catalog`).
 

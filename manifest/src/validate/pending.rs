@@ -11,6 +11,7 @@ pub(super) struct Pending {
     pub(super) pricing: Pricing,
     pub(super) features: Vec<String>,
     pub(super) dimensions: Vec<String>,
+    pub(super) max_unreported: u32,
     pub(super) key: Option<(u32, PublicKey)>,
     pub(super) license: Option<PendingLicense>,
 }

@@ -62,6 +62,7 @@ pub(super) fn product(
         read_key,
     );
     let dimensions = dimensions::of(&mut p, pricing, raw.dimensions);
+    let max_unreported = dimensions::max_unreported(&mut p, pricing, raw.max_unreported);
     let license = contract::license(
         &mut p,
         pricing,
@@ -79,6 +80,7 @@ pub(super) fn product(
         pricing,
         features,
         dimensions,
+        max_unreported,
         key,
         license,
     })

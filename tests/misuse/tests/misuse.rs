@@ -43,6 +43,18 @@ const GROUPS: &[(&str, &[&str])] = &[
     ("unparsable_key.toml", &["manifest_unparsable_key"]),
     ("unknown_key.toml", &["manifest_unknown_key"]),
     ("missing_tier.toml", &["manifest_missing_tier"]),
+    (
+        "max_unreported_out_of_range.toml",
+        &["manifest_max_unreported_out_of_range"],
+    ),
+    (
+        "max_unreported_malformed.toml",
+        &["manifest_max_unreported_malformed"],
+    ),
+    (
+        "max_unreported_without_dimensions.toml",
+        &["manifest_max_unreported_without_dimensions"],
+    ),
 ];
 
 #[test]
