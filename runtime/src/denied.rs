@@ -40,6 +40,10 @@ pub enum DenialReason {
     /// The runtime is shutting down: the final usage report is being made
     /// and metered calls are no longer accepted.
     Stopped,
+    /// Usage has waited longer than the product's `max-unreported` bound for
+    /// a report to AWS (the metering endpoint or the task's credentials are
+    /// failing): metered calls are denied until a report succeeds.
+    ReportingBlocked,
     /// The call site was compiled against a different `Marketplace.toml` than
     /// the binary's catalog. Start-up refuses this; the check is a second line.
     CatalogMismatch,
@@ -128,6 +132,11 @@ impl fmt::Display for Denied {
             DenialReason::Stopped => {
                 f.write_str("the runtime is shutting down and has sent its final usage report")
             }
+            DenialReason::ReportingBlocked => f.write_str(
+                "usage reporting to AWS Marketplace is blocked: recorded usage has waited longer \
+                 than the product allows for a report (check the metering endpoint and the \
+                 task's credentials)",
+            ),
             DenialReason::CatalogMismatch => f.write_str(
                 "this call site was compiled against a different Marketplace.toml than the \
                  binary's catalog",

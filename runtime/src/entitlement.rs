@@ -7,7 +7,7 @@
 //! marketgate fails closed.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use crate::call_site::{self, CallSite, CatalogMismatch, SiteKind};
 use crate::catalog::{Catalog, FEATURE_WORDS, FeatureSet, Pricing, Product, Tier};
@@ -113,13 +113,55 @@ pub(crate) fn activate(catalog: &'static Catalog, product: &'static Product, gra
         Tier::Free => 0,
     };
     METERED.store(dimensions, Ordering::Relaxed);
+    METER_STATE.store(METER_ON, Ordering::Relaxed);
     ACTIVE.store(index + 1, Ordering::Release);
 }
+
+/// Why metering is off while the product meters (for [`explain`]).
+const METER_ON: u8 = 0;
+const METER_BLOCKED: u8 = 1;
+const METER_STOPPED: u8 = 2;
+static METER_STATE: AtomicU8 = AtomicU8::new(METER_ON);
 
 /// Stops metering: every `#[metered]` call is denied from now on (the final
 /// report is being made).
 pub(crate) fn stop_metering() {
+    METER_STATE.store(METER_STOPPED, Ordering::Relaxed);
     METERED.store(0, Ordering::Relaxed);
+}
+
+/// Usage has gone unreported for longer than the product allows: deny
+/// `#[metered]` calls (the hot path reads the same mask as always).
+pub(crate) fn block_metering() {
+    if METER_STATE
+        .compare_exchange(
+            METER_ON,
+            METER_BLOCKED,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        )
+        .is_ok()
+    {
+        METERED.store(0, Ordering::Relaxed);
+    }
+}
+
+/// A report went through: allow `#[metered]` calls again (unless metering
+/// has stopped for good).
+pub(crate) fn unblock_metering() {
+    if METER_STATE
+        .compare_exchange(
+            METER_BLOCKED,
+            METER_ON,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        )
+        .is_ok()
+        && let Some(product) = active_product()
+        && product.tier() == Tier::Paid
+    {
+        METERED.store(product.dimension_mask(), Ordering::Relaxed);
+    }
 }
 
 /// Clears every grant (the process is no longer entitled to anything).
@@ -169,6 +211,12 @@ pub fn explain(site: &'static CallSite) -> Denied {
                     DenialReason::NotLicensed {
                         product: product_name,
                     }
+                }
+                SiteKind::Dimension
+                    if product.meters(site.index())
+                        && METER_STATE.load(Ordering::Relaxed) == METER_BLOCKED =>
+                {
+                    DenialReason::ReportingBlocked
                 }
                 SiteKind::Dimension if product.meters(site.index()) => DenialReason::Stopped,
                 SiteKind::Feature | SiteKind::Dimension => DenialReason::NotInProduct {

@@ -32,3 +32,10 @@ pub(crate) fn jitter() -> f64 {
     let _ = aws_lc_rs::rand::fill(&mut byte);
     0.5 + f64::from(u16::from_le_bytes(byte)) / f64::from(u16::MAX) / 2.0
 }
+
+/// A random fraction in [0.0, 1.0): where in a window to place something.
+pub(crate) fn fraction() -> f64 {
+    let mut bytes = [0u8; 4];
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0)
+}

@@ -143,6 +143,17 @@ pub struct MeteringStatus {
     pub last_flush: Option<u64>,
     /// Checkpoints taken by this process (grows every interval).
     pub checkpoints: u64,
+    /// Age in seconds of the oldest unreported unit, counted from the start
+    /// of the hour it was recorded in (or first carried to).
+    pub oldest_unreported_secs: Option<u64>,
+    /// How long usage that is due (its hour ended) has waited for a report,
+    /// in seconds; reset by every successful report.
+    pub overdue_secs: Option<u64>,
+    /// The bound on `overdue_secs` before metered calls are denied: the
+    /// product's `max-unreported`, or less if the deployment shortened it.
+    pub max_unreported_secs: u64,
+    /// Whether metered calls are denied because reporting is blocked.
+    pub reporting_blocked: bool,
 }
 
 /// A snapshot of the runtime's state.

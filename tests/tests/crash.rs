@@ -47,7 +47,20 @@ struct Run {
 }
 
 fn spawn(sim: &Simulator, task: &str, dir: &PathBuf, follow_clock: bool) -> Run {
+    spawn_with(sim, task, dir, follow_clock, &[], &[])
+}
+
+/// [`spawn`] with extra arguments and environment.
+fn spawn_with(
+    sim: &Simulator,
+    task: &str,
+    dir: &PathBuf,
+    follow_clock: bool,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Run {
     let mut command = sim.command(env!("CARGO_BIN_EXE_meter_load"), task);
+    command.args(args);
     command
         .env("MARKETGATE_PRODUCT_CODE", USAGE)
         .env("MARKETGATE_STATE_DIR", dir)
@@ -61,6 +74,7 @@ fn spawn(sim: &Simulator, task: &str, dir: &PathBuf, follow_clock: bool) -> Run 
     if follow_clock {
         command.env("MARKETGATE_DEV_CLOCK", "simulator");
     }
+    command.envs(env.iter().copied());
     let mut child = command.spawn().expect("spawn meter_load");
     let stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let (tx, lines) = mpsc::channel();
@@ -207,15 +221,10 @@ async fn sigterm_loses_nothing_across_restarts() {
     assert_eq!(accepted(&sim, task), recorded);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_damaged_journal_is_recovered_and_reported() {
-    // One child at a time: the timing bounds assume no other crash test runs.
-    let _serial = serial().await;
-    let sim = Simulator::start(config()).await.expect("simulator");
-    let dir = state_dir("damaged");
-    let task = "AKIDCRASHDAMAGE";
-    let mut run = tokio::task::block_in_place(|| spawn(&sim, task, &dir, false));
-    // Let a few checkpoints land, then kill.
+/// Runs a child for a few checkpoints, then kills it; returns the last
+/// count it printed.
+fn run_and_kill(sim: &Simulator, task: &str, dir: &PathBuf) -> u64 {
+    let mut run = spawn(sim, task, dir, true);
     let mut printed = 0;
     let until = Instant::now() + CHECKPOINT * 6;
     while Instant::now() < until {
@@ -228,29 +237,176 @@ async fn a_damaged_journal_is_recovered_and_reported() {
     signal(&run.child, "-KILL");
     let _ = run.child.wait();
     assert!(printed > 0);
-    let journal = dir.join(format!("metering-{USAGE}.journal"));
-    let mut bytes = std::fs::read(&journal).expect("journal");
-    let intact = bytes.len();
-    bytes.extend_from_slice(b"\x40\x00\x00\x00garbage that is not a frame");
-    std::fs::write(&journal, bytes).expect("damage");
+    printed
+}
 
-    let run = tokio::task::block_in_place(|| spawn(&sim, task, &dir, false));
+#[tokio::test(flavor = "multi_thread")]
+async fn a_torn_tail_is_dropped_quietly_and_damage_inside_is_reported() {
+    // One child at a time: the timing bounds assume no other crash test runs.
+    let _serial = serial().await;
+    let sim = Simulator::start(config()).await.expect("simulator");
+    let dir = state_dir("damaged");
+    let task = "AKIDCRASHDAMAGE";
+    let journal = dir.join(format!("metering-{USAGE}.journal"));
+
+    // A crash in the middle of an append leaves an incomplete last frame:
+    // nothing in it was acted on, so it is not damage.
+    // Killed runs may have recorded a few units more than they printed.
+    let mut recorded = tokio::task::block_in_place(|| run_and_kill(&sim, task, &dir)) + UNPRINTED;
+    let mut bytes = std::fs::read(&journal).expect("journal");
+    bytes.extend_from_slice(b"\x40\x00\x00\x00an incomplete frame");
+    std::fs::write(&journal, bytes).expect("tear");
+    let run = tokio::task::block_in_place(|| spawn(&sim, task, &dir, true));
     let (exact, status) = tokio::task::block_in_place(|| terminate(run));
+    recorded += exact;
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status json");
+    assert!(status["metering"]["journal_damage"].is_null(), "{status}");
+    // The killed run's checkpointed usage was recovered and billed.
+    let billed = accepted(&sim, task);
+    assert!(
+        billed > exact && billed <= recorded,
+        "{billed} of {recorded}"
+    );
+
+    // A bad frame with intact frames after it is damage: reported, and
+    // never a reason to bill anything twice.
+    sim.clock().advance(Duration::from_hours(1));
+    recorded += tokio::task::block_in_place(|| run_and_kill(&sim, task, &dir)) + UNPRINTED;
+    let mut bytes = std::fs::read(&journal).expect("journal");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&journal, bytes).expect("damage");
+    let run = tokio::task::block_in_place(|| spawn(&sim, task, &dir, true));
+    let (exact, status) = tokio::task::block_in_place(|| terminate(run));
+    recorded += exact;
     let status: serde_json::Value = serde_json::from_str(&status).expect("status json");
     let damage = status["metering"]["journal_damage"]
         .as_str()
         .unwrap_or_default();
-    assert!(
-        damage.contains(&format!("from offset {intact}")),
-        "{status}"
-    );
+    assert!(damage.contains("could not be read"), "{status}");
     assert!(
         status["degraded"].to_string().contains("damaged"),
         "the damage must show as degraded: {status}"
     );
-    // The intact records were recovered and billed with the new run's units.
+    assert!(accepted(&sim, task) <= recorded);
     assert!(
-        accepted(&sim, task) > exact,
-        "the recovered usage was not billed"
+        accepted(&sim, task) >= billed + exact,
+        "this run's own usage is billed: {} < {billed} + {exact}; {status}",
+        accepted(&sim, task)
+    );
+}
+
+/// A journal the runtime could not rewrite must never be replayed behind
+/// its back: a run that took over the previous run's journal and failed to
+/// compact it, then reported that run's hour and was killed, would otherwise
+/// leave the old file to the next run, which would bill the hour again under
+/// new tokens (carried past `DuplicateRequestException`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_journal_that_could_not_be_rewritten_is_never_replayed_to_bill_twice() {
+    // One child at a time: the timing bounds assume no other crash test runs.
+    let _serial = serial().await;
+    let sim = Simulator::start(config()).await.expect("simulator");
+    let dir = state_dir("stale");
+    let task = "AKIDCRASHSTALE";
+    // Run A records in hour H and is killed: its usage is in the journal.
+    let mut upper = tokio::task::block_in_place(|| run_and_kill(&sim, task, &dir)) + UNPRINTED;
+    sim.clock().advance(Duration::from_hours(1));
+    // Run B takes the journal over, but cannot rewrite it (a directory
+    // squats the temporary file's name, as a full disk would fail it).
+    let tmp = dir.join(format!("metering-{USAGE}.journal.tmp"));
+    std::fs::create_dir_all(&tmp).expect("squat");
+    let mut run = tokio::task::block_in_place(|| spawn(&sim, task, &dir, true));
+    // B carries A's usage into its own first hour (no record of B's may
+    // predate its start), reports that hour when it ends, then dies.
+    std::thread::sleep(CHECKPOINT * 3);
+    sim.clock().advance(Duration::from_hours(1));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while accepted(&sim, task) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let billed_by_b = accepted(&sim, task);
+    assert!(billed_by_b > 0, "run B reported nothing");
+    signal(&run.child, "-KILL");
+    let _ = run.child.wait();
+    // Every line it printed, up to the kill.
+    let printed = run
+        .lines
+        .iter()
+        .filter_map(|(_, line)| count(&line, "R "))
+        .max()
+        .unwrap_or(0);
+    upper += printed + UNPRINTED;
+    // The disk recovers; run C starts on whatever B left.
+    std::fs::remove_dir_all(&tmp).expect("unsquat");
+    sim.clock().advance(Duration::from_hours(1));
+    let run = tokio::task::block_in_place(|| spawn(&sim, task, &dir, true));
+    let (exact, _) = tokio::task::block_in_place(|| terminate(run));
+    upper += exact;
+    let billed = accepted(&sim, task);
+    assert!(
+        billed <= upper,
+        "billed {billed} of at most {upper} recorded: an hour was billed twice"
+    );
+    let duplicates = sim
+        .calls()
+        .iter()
+        .filter(|c| c.error_code.as_deref() == Some("DuplicateRequestException"))
+        .count();
+    assert_eq!(duplicates, 0, "no hour of this task was sent twice");
+}
+
+/// Usage recorded before SIGTERM is reported at once, not when `main`
+/// returns or the grace ends: both are the deployment's to stretch, and a
+/// buyer who replaces containers would otherwise kill each one before its
+/// report. Here the program ignores SIGTERM, the deployment asks for an
+/// hour of grace, and the container is killed once AWS has the usage.
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_before_a_signal_is_reported_at_once_whatever_the_grace() {
+    // One child at a time: the timing bounds assume no other crash test runs.
+    let _serial = serial().await;
+    let sim = Simulator::start(config()).await.expect("simulator");
+    let dir = state_dir("signal");
+    let task = "AKIDCRASHSIGNAL";
+    let mut run = tokio::task::block_in_place(|| {
+        spawn_with(
+            &sim,
+            task,
+            &dir,
+            true,
+            &["--ignore-sigterm"],
+            &[("MARKETGATE_SIGNAL_GRACE_SECS", "3600")],
+        )
+    });
+    std::thread::sleep(CHECKPOINT * 4);
+    let before = run
+        .lines
+        .try_iter()
+        .filter_map(|(_, line)| count(&line, "R "))
+        .max()
+        .unwrap_or(0);
+    assert!(before > 0);
+    signal(&run.child, "-TERM");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while accepted(&sim, task) < before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let alive = run.child.try_wait().expect("wait").is_none();
+    let reported = accepted(&sim, task);
+    signal(&run.child, "-KILL");
+    let _ = run.child.wait();
+    assert!(alive, "the program was still in its grace");
+    assert!(
+        reported >= before,
+        "only {reported} of the {before} units recorded before the signal were reported"
+    );
+    let after = run
+        .lines
+        .iter()
+        .filter_map(|(_, line)| count(&line, "R "))
+        .max()
+        .unwrap_or(before);
+    assert!(
+        reported <= after + UNPRINTED,
+        "never more than was recorded"
     );
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
-use marketgate::{Denied, Guard, Options, metered, status};
+use marketgate::{DenialReason, Denied, Guard, Options, metered, status};
 use marketgate_simulator::{Fault, Operation, Simulator, Trigger, UsageRecord};
 
 const USAGE: &str = "mgsim-usage-custom";
@@ -46,6 +46,16 @@ fn state_dir(name: &str) -> PathBuf {
 }
 
 async fn start(sim: &Simulator, task: &str, dir: &Path) -> Guard {
+    start_with(sim, task, dir, |o| o).await
+}
+
+/// [`start`] with `adjust` applied to the options.
+async fn start_with(
+    sim: &Simulator,
+    task: &str,
+    dir: &Path,
+    adjust: impl FnOnce(Options) -> Options,
+) -> Guard {
     let clock = sim.clock().clone();
     let options = Options::default()
         .product_code(USAGE)
@@ -59,7 +69,7 @@ async fn start(sim: &Simulator, task: &str, dir: &Path) -> Guard {
         .call_timeout(Duration::from_secs(2))
         .handle_signals(false)
         .clock(move || clock.now());
-    marketgate::start_with(marketgate_tests::catalog(), options)
+    marketgate::start_with(marketgate_tests::catalog(), adjust(options))
         .await
         .expect("verified")
 }
@@ -103,6 +113,15 @@ fn total(map: &BTreeMap<(String, i64), u64>, dimension: &str) -> u64 {
         .filter(|((d, _), _)| d == dimension)
         .map(|(_, q)| q)
         .sum()
+}
+
+/// Whether a call was the start-up dry run (not a usage record).
+fn dry_run(call: &marketgate_simulator::CallRecord) -> bool {
+    call.request
+        .as_ref()
+        .and_then(|r| r.get("DryRun"))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false)
 }
 
 fn errors(sim: &Simulator, code: &str) -> usize {
@@ -180,14 +199,20 @@ async fn a_longer_outage_carries_usage_forward_loudly_and_loses_nothing() {
     let sim = simulator().await;
     let dir = state_dir("outage8");
     let guard = start(&sim, "AKIDOUTAGE8", &dir).await;
+    // Throttling: certainly not stored, so a record leaving the window may
+    // be carried (a server error would leave it in doubt: see below).
     sim.inject(
         Operation::MeterUsage,
-        Fault::InternalError,
+        Fault::Throttling,
         Trigger::Probability(1.0),
     )
     .expect("fault");
-    for _ in 0..8 {
-        scan(10).expect("granted");
+    for n in 0..8 {
+        // Usage in the first three hours only: after six hours without a
+        // report, metered calls are denied (`max-unreported`).
+        if n < 3 {
+            scan(10).expect("granted");
+        }
         next_hour(&sim).await;
     }
     // Hours about to leave the 6-hour window are carried, loudly.
@@ -203,7 +228,7 @@ async fn a_longer_outage_carries_usage_forward_loudly_and_loses_nothing() {
             m.pending.is_empty()
                 && m.reported.get("gb_scanned").copied().unwrap_or(0)
                     + m.unreported.get("gb_scanned").copied().unwrap_or(0)
-                    == 80
+                    == 30
         })
     })
     .await;
@@ -214,7 +239,7 @@ async fn a_longer_outage_carries_usage_forward_loudly_and_loses_nothing() {
     );
     guard.shutdown().await;
     let got = accepted(&sim, "AKIDOUTAGE8");
-    assert_eq!(total(&got, "gb_scanned"), 80, "{got:?}");
+    assert_eq!(total(&got, "gb_scanned"), 30, "{got:?}");
     assert!(
         got.keys().all(|(_, h)| *h >= hour(3)),
         "nothing sent outside the window: {got:?}"
@@ -472,4 +497,256 @@ async fn unconfirmed_records_are_resent_identically_after_a_restart() {
     );
     assert_eq!(errors(&sim, "DuplicateRequestException"), 0);
     assert_eq!(errors(&sim, "IdempotencyConflictException"), 0);
+}
+
+/// Errors a retry can fix (credentials rotating, an IAM change propagating,
+/// clock skew, a proxy in the way, a server error) never write usage off:
+/// the record is retried, identically, until AWS takes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn recoverable_errors_are_retried_never_written_off() {
+    let _serial = serial().await;
+    let cases = [
+        Fault::Error("AccessDeniedException".to_owned()),
+        Fault::Error("ExpiredTokenException".to_owned()),
+        Fault::Error("UnrecognizedClientException".to_owned()),
+        Fault::Error("InvalidSignatureException".to_owned()),
+        Fault::Error("MissingAuthenticationTokenException".to_owned()),
+        Fault::ServerError {
+            status: 503,
+            stored: false,
+        },
+        Fault::ServerError {
+            status: 502,
+            stored: true,
+        },
+    ];
+    for (n, fault) in cases.into_iter().enumerate() {
+        let sim = simulator().await;
+        let task = format!("AKIDRECOVER{n}");
+        let dir = state_dir(&format!("recover{n}"));
+        let guard = start(&sim, &task, &dir).await;
+        sim.inject(Operation::MeterUsage, fault.clone(), Trigger::NextCalls(3))
+            .expect("fault");
+        scan(40 + n as u64).expect("granted");
+        next_hour(&sim).await;
+        eventually(&format!("{fault:?} recovered"), || {
+            accepted(&sim, &task).len() == 1
+        })
+        .await;
+        let unbillable = status().metering.map(|m| m.unbillable.len());
+        guard.shutdown().await;
+        assert_eq!(unbillable, Some(0), "{fault:?} wrote usage off");
+        assert_eq!(
+            accepted(&sim, &task),
+            [(("gb_scanned".to_owned(), hour(0)), 40 + n as u64)].into(),
+            "{fault:?}"
+        );
+        let tokens: std::collections::BTreeSet<_> = sim
+            .calls()
+            .into_iter()
+            .filter(|c| c.operation == "MeterUsage" && !dry_run(c))
+            .filter(|c| c.access_key_id.as_deref() == Some(task.as_str()))
+            .filter_map(|c| c.client_token)
+            .collect();
+        assert_eq!(
+            tokens.len(),
+            1,
+            "{fault:?}: every retry resends the same request"
+        );
+    }
+}
+
+/// Only an error no retry can fix for this product writes usage off.
+#[tokio::test(flavor = "multi_thread")]
+async fn product_definition_errors_write_the_record_off_and_say_why() {
+    let _serial = serial().await;
+    let sim = simulator().await;
+    let dir = state_dir("writeoff");
+    let guard = start(&sim, "AKIDWRITEOFF", &dir).await;
+    sim.inject(
+        Operation::MeterUsage,
+        Fault::Error("InvalidUsageDimensionException".to_owned()),
+        Trigger::NextCalls(1),
+    )
+    .expect("fault");
+    scan(9).expect("granted");
+    next_hour(&sim).await;
+    eventually("written off", || {
+        status().metering.is_some_and(|m| m.unbillable.len() == 1)
+    })
+    .await;
+    let record = status().metering.expect("metering").unbillable[0].clone();
+    assert_eq!(record.code, "InvalidUsageDimensionException");
+    assert_eq!(record.quantity, 9);
+    guard.shutdown().await;
+    assert!(accepted(&sim, "AKIDWRITEOFF").is_empty());
+}
+
+/// A server error may come after AWS stored the record: when its window
+/// closes without a confirmation, it is reported unconfirmed, never carried
+/// into another hour and billed again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_error_that_stored_the_record_is_never_billed_again() {
+    let _serial = serial().await;
+    let sim = simulator().await;
+    let dir = state_dir("stored500");
+    let guard = start(&sim, "AKIDSTORED500", &dir).await;
+    sim.inject(
+        Operation::MeterUsage,
+        Fault::ServerError {
+            status: 500,
+            stored: true,
+        },
+        Trigger::Probability(1.0),
+    )
+    .expect("fault");
+    scan(25).expect("granted");
+    next_hour(&sim).await;
+    eventually("the first attempt", || {
+        sim.calls()
+            .iter()
+            .any(|c| c.operation == "MeterUsage" && c.stored && !dry_run(c))
+    })
+    .await;
+    for _ in 0..6 {
+        next_hour(&sim).await;
+    }
+    eventually("unconfirmed", || {
+        status()
+            .metering
+            .is_some_and(|m| m.unbillable.iter().any(|u| u.code == "Unconfirmed"))
+    })
+    .await;
+    sim.clear_faults();
+    let carried = status().metering.map(|m| m.carried);
+    guard.shutdown().await;
+    assert_eq!(carried, Some(0), "units that AWS may hold were carried");
+    // AWS stored it once, on the first attempt; nothing else was billed.
+    assert_eq!(
+        accepted(&sim, "AKIDSTORED500"),
+        [(("gb_scanned".to_owned(), hour(0)), 25)].into()
+    );
+}
+
+/// The response to a stored request is lost: the retry sends exactly the
+/// same request (same token and parameters) and AWS bills it once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_response_is_resent_identically_and_billed_once() {
+    let _serial = serial().await;
+    let sim = simulator().await;
+    let dir = state_dir("lost");
+    let guard = start(&sim, "AKIDLOST", &dir).await;
+    sim.inject(
+        Operation::MeterUsage,
+        Fault::StoreThenDrop,
+        Trigger::NextCalls(2),
+    )
+    .expect("fault");
+    scan(31).expect("granted");
+    next_hour(&sim).await;
+    eventually("confirmed", || {
+        status()
+            .metering
+            .is_some_and(|m| m.reported.get("gb_scanned") == Some(&31))
+    })
+    .await;
+    guard.shutdown().await;
+    let sent: Vec<_> = sim
+        .calls()
+        .into_iter()
+        .filter(|c| c.operation == "MeterUsage" && c.access_key_id.as_deref() == Some("AKIDLOST"))
+        .filter(|c| !dry_run(c))
+        .collect();
+    assert!(sent.len() >= 3, "two lost answers, then one: {sent:#?}");
+    assert!(
+        sent.windows(2)
+            .all(|w| w[0].request == w[1].request && w[0].client_token == w[1].client_token),
+        "every attempt is the same request: {sent:#?}"
+    );
+    assert_eq!(sent.iter().filter(|c| c.stored).count(), 1, "stored once");
+    assert_eq!(
+        accepted(&sim, "AKIDLOST"),
+        [(("gb_scanned".to_owned(), hour(0)), 31)].into()
+    );
+}
+
+/// A buyer who blocks reporting after start-up (metering endpoint, the
+/// task's credentials) keeps metered calls only for the product's bound; a
+/// report that goes through allows them again. The deployment can shorten
+/// the bound, never lengthen it.
+#[tokio::test(flavor = "multi_thread")]
+async fn metered_calls_are_denied_while_reporting_is_blocked_past_the_bound() {
+    let _serial = serial().await;
+    let sim = simulator().await;
+    let dir = state_dir("blocked");
+    let guard = start_with(&sim, "AKIDBLOCKED", &dir, |o| {
+        o.max_unreported(Duration::from_hours(10))
+            .max_unreported(Duration::from_mins(30))
+    })
+    .await;
+    assert_eq!(
+        status().metering.map(|m| m.max_unreported_secs),
+        Some(30 * 60),
+        "the shorter bound applies"
+    );
+    sim.inject(
+        Operation::MeterUsage,
+        Fault::Error("AccessDeniedException".to_owned()),
+        Trigger::Probability(1.0),
+    )
+    .expect("fault");
+    scan(3).expect("granted");
+    next_hour(&sim).await;
+    // Twenty minutes past the hour: still within the bound.
+    sim.clock().advance(Duration::from_mins(20));
+    checkpointed().await;
+    call().expect("within the bound");
+    sim.clock().advance(Duration::from_mins(11));
+    eventually("denied", || call().is_err()).await;
+    assert_eq!(
+        call().map_err(|d| d.reason()),
+        Err(DenialReason::ReportingBlocked)
+    );
+    let metering = status().metering.expect("metering");
+    assert!(metering.reporting_blocked);
+    assert!(metering.overdue_secs.is_some_and(|s| s > 30 * 60));
+    assert!(metering.oldest_unreported_secs.is_some_and(|s| s >= 3600));
+    // Reporting goes through again: metered calls come back.
+    sim.clear_faults();
+    eventually("allowed again", || call().is_ok()).await;
+    assert!(!status().metering.expect("metering").reporting_blocked);
+    guard.shutdown().await;
+    assert_eq!(
+        total(&accepted(&sim, "AKIDBLOCKED"), "gb_scanned"),
+        3,
+        "nothing written off meanwhile"
+    );
+}
+
+/// Usage dated in a future hour (the clock jumped ahead and was corrected)
+/// joins the current hour instead of waiting for its own to come.
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_dated_after_a_clock_correction_is_reported_in_the_current_hour() {
+    let _serial = serial().await;
+    let sim = simulator().await;
+    let dir = state_dir("clockback");
+    let guard = start(&sim, "AKIDCLOCKBACK", &dir).await;
+    let correct = sim.clock().now();
+    sim.clock().advance(Duration::from_hours(3));
+    checkpointed().await;
+    scan(11).expect("granted");
+    checkpointed().await;
+    // The clock is corrected; the bucket of hour 3 is now in the future.
+    sim.clock().set(correct);
+    checkpointed().await;
+    next_hour(&sim).await;
+    eventually("reported in hour 0", || {
+        accepted(&sim, "AKIDCLOCKBACK").contains_key(&("gb_scanned".to_owned(), hour(0)))
+    })
+    .await;
+    guard.shutdown().await;
+    assert_eq!(
+        accepted(&sim, "AKIDCLOCKBACK"),
+        [(("gb_scanned".to_owned(), hour(0)), 11)].into()
+    );
 }

@@ -21,12 +21,13 @@ pub(crate) enum Retry {
 /// Whether a failed request may have been stored by AWS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Delivery {
-    /// AWS answered with an error: it did not store the request.
+    /// AWS (or a proxy) answered with a client error (4xx): the request was
+    /// not stored.
     Answered,
     /// The request never left the process (credentials, DNS, connecting).
     NotSent,
     /// It may have reached AWS (timeout or connection lost mid-request, an
-    /// unreadable answer): it may have been stored.
+    /// unreadable answer, a server error): it may have been stored.
     Unknown,
 }
 
@@ -189,7 +190,14 @@ where
                 } else {
                     Retry::Permanent
                 },
-                delivery: Delivery::Answered,
+                // A server error says nothing about whether the request was
+                // stored: the service (or a gateway in front of it) may have
+                // failed after storing it. Only a 4xx answer is certain.
+                delivery: if status.is_some_and(|s| s >= 500) {
+                    Delivery::Unknown
+                } else {
+                    Delivery::Answered
+                },
             }
         }
         SdkError::ConstructionFailure(_) => AwsFailure {

@@ -7,10 +7,20 @@
 //! power loss) the file holds every event that was acknowledged, plus at
 //! most one torn frame at the end.
 //!
-//! Recovery reads frames until the first one that is truncated or fails its
-//! checksum, keeps everything before it, and reports how many bytes it could
-//! not read; the damaged file is kept beside the new one for inspection, and
-//! a compacted journal is written from what was recovered.
+//! Recovery tells two kinds of bad bytes apart:
+//!
+//! - a **torn tail**: the last frame is incomplete (its header or payload runs
+//!   past the end of the file), or the file ends in zeros. That is what a crash
+//!   in the middle of an append leaves; the events in it were never acted on
+//!   (the pipeline acts only after the `fsync`), so dropping it loses nothing
+//!   that was billed.
+//! - **damage**: any other frame that fails its checksum or does not parse.
+//!   Recovery skips to the next intact frame and reads on, but the damaged
+//!   bytes may have hidden any event, so the pipeline treats what it recovered
+//!   with suspicion (see `Pipeline::recover`). The damaged file is kept beside
+//!   the journal for inspection (the newest few copies only).
+//!
+//! A journal written by a newer format version is refused, never truncated.
 //!
 //! Why not an embedded database: a store such as redb refuses to open a
 //! corrupted file, while the requirement here is to keep every intact record
@@ -19,7 +29,9 @@
 //!
 //! Compaction (rewriting the current state as a fresh journal) writes a
 //! temporary file, `fsync`s it, renames it over the journal and `fsync`s the
-//! directory, so a crash leaves either the old or the new journal.
+//! directory, so a crash leaves either the old or the new journal. Each of
+//! these steps, and the directory `fsync` after a discard, is checked: a
+//! journal that cannot be kept in step with memory must be known as such.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -149,6 +161,9 @@ pub(crate) enum Event {
         /// Attempts whose outcome is unknown.
         #[serde(default, skip_serializing_if = "is_zero")]
         doubt: u32,
+        /// Recovered from a damaged journal: never carried (see `Record`).
+        #[serde(default, skip_serializing_if = "is_false")]
+        suspect: bool,
         state: RestoredState,
     },
 }
@@ -156,6 +171,11 @@ pub(crate) enum Event {
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if signature
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if signature
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A record's state in a compacted journal.
@@ -168,15 +188,30 @@ pub(crate) enum RestoredState {
     Unbillable { code: String, message: String },
 }
 
-/// What recovery could not read.
+/// Damaged copies kept beside a journal; older ones are removed, so a
+/// flapping disk cannot fill itself with copies.
+const KEEP_DAMAGED: usize = 3;
+
+/// What recovery could not read, other than a torn tail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Damage {
     /// Byte offset of the first unreadable frame.
     pub(crate) offset: u64,
-    /// Bytes from there to the end of the file.
+    /// Bytes that could not be read, in all.
     pub(crate) bytes: u64,
-    /// Where the damaged file was kept.
-    pub(crate) kept_as: PathBuf,
+    /// Where the damaged file was kept, if a copy could be written.
+    pub(crate) kept_as: Option<PathBuf>,
+}
+
+/// The result of reading a journal file.
+#[derive(Debug, Default)]
+pub(crate) struct Recovered {
+    /// Every intact event after the header.
+    pub(crate) events: Vec<Event>,
+    /// Bytes of an incomplete last frame, dropped.
+    pub(crate) torn_tail: u64,
+    /// Damage before the end, if any.
+    pub(crate) damage: Option<Damage>,
 }
 
 /// Journal errors. The pipeline keeps working in memory when they happen.
@@ -198,6 +233,11 @@ pub(crate) enum JournalError {
         found: String,
         expected: String,
     },
+    #[error(
+        "the metering journal {path} was written by a newer marketgate (format {found}; this \
+         build reads up to {VERSION}); it is left untouched for that version to report"
+    )]
+    NewerVersion { path: PathBuf, found: u32 },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
@@ -230,35 +270,79 @@ fn encode(events: &[Event]) -> Vec<u8> {
     out
 }
 
-/// Decodes frames until the end or the first bad frame.
-fn decode(bytes: &[u8]) -> (Vec<Event>, Option<usize>) {
-    let mut events = Vec::new();
+/// One frame at `at`.
+enum Frame {
+    /// An intact event and the offset after it.
+    Event(Event, usize),
+    /// The frame runs past the end of the file.
+    Incomplete,
+    /// The frame is complete but fails its checksum or does not parse.
+    Bad,
+}
+
+fn frame(bytes: &[u8], at: usize) -> Frame {
+    let Some(header) = bytes.get(at..at.saturating_add(12)) else {
+        return Frame::Incomplete;
+    };
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let sum = u64::from_le_bytes([
+        header[4], header[5], header[6], header[7], header[8], header[9], header[10], header[11],
+    ]);
+    if len > MAX_FRAME {
+        return Frame::Bad;
+    }
+    let Some(payload) = bytes.get(at + 12..at + 12 + len) else {
+        return Frame::Incomplete;
+    };
+    if checksum(payload) != sum {
+        return Frame::Bad;
+    }
+    match serde_json::from_slice(payload) {
+        Ok(event) => Frame::Event(event, at + 12 + len),
+        Err(_) => Frame::Bad,
+    }
+}
+
+/// What [`decode`] found: the events, an incomplete or zeroed tail, and the
+/// damaged byte ranges before it.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Decoded {
+    events: Vec<Event>,
+    torn_tail: u64,
+    /// `(offset, length)` of each unreadable range.
+    damaged: Vec<(usize, usize)>,
+}
+
+/// Decodes every intact frame. After a bad frame it resynchronises at the
+/// next offset where an intact frame starts (a 64-bit checksum makes a false
+/// match practically impossible).
+fn decode(bytes: &[u8]) -> Decoded {
+    let mut out = Decoded::default();
     let mut at = 0;
     while at < bytes.len() {
-        let Some(header) = bytes.get(at..at + 12) else {
-            return (events, Some(at));
-        };
-        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let sum = u64::from_le_bytes([
-            header[4], header[5], header[6], header[7], header[8], header[9], header[10],
-            header[11],
-        ]);
-        let Some(payload) = bytes
-            .get(at + 12..at + 12 + len)
-            .filter(|_| len <= MAX_FRAME)
-        else {
-            return (events, Some(at));
-        };
-        if checksum(payload) != sum {
-            return (events, Some(at));
+        match frame(bytes, at) {
+            Frame::Event(event, next) => {
+                out.events.push(event);
+                at = next;
+            }
+            bad @ (Frame::Incomplete | Frame::Bad) => {
+                let next =
+                    (at + 1..bytes.len()).find(|n| matches!(frame(bytes, *n), Frame::Event(..)));
+                // Nothing intact follows: an incomplete last frame, or a file
+                // a crash extended with zeros, is a torn tail. A complete
+                // frame with a bad checksum is damage even at the end.
+                let zeros = bytes[at..].iter().all(|b| *b == 0);
+                if next.is_none() && (matches!(bad, Frame::Incomplete) || zeros) {
+                    out.torn_tail = (bytes.len() - at) as u64;
+                    return out;
+                }
+                let next = next.unwrap_or(bytes.len());
+                out.damaged.push((at, next - at));
+                at = next;
+            }
         }
-        match serde_json::from_slice(payload) {
-            Ok(event) => events.push(event),
-            Err(_) => return (events, Some(at)),
-        }
-        at += 12 + len;
     }
-    (events, None)
+    out
 }
 
 /// An open journal.
@@ -276,10 +360,7 @@ pub(crate) struct Journal {
 impl Journal {
     /// Opens (or creates) the journal of `product` in `dir`, recovering what
     /// it holds. Takes an exclusive lock for the life of the process.
-    pub(crate) fn open(
-        dir: &Path,
-        product: &str,
-    ) -> Result<(Journal, Vec<Event>, Option<Damage>), JournalError> {
+    pub(crate) fn open(dir: &Path, product: &str) -> Result<(Journal, Recovered), JournalError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let safe: String = product
             .chars()
@@ -312,31 +393,36 @@ impl Journal {
             .map_err(io(&path))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io(&path))?;
-        let (mut events, bad) = decode(&bytes);
-        if let Some(Event::Header { product: found, .. }) = events.first()
-            && found != product
-        {
-            return Err(JournalError::WrongProduct {
-                path,
-                found: found.clone(),
-                expected: product.to_owned(),
-            });
-        }
-        let damage = match bad {
-            Some(offset) => {
-                let kept_as = path.with_extension(format!("damaged-{}", crate::status::now_secs()));
-                std::fs::write(&kept_as, &bytes).map_err(io(&kept_as))?;
-                Some(Damage {
-                    offset: offset as u64,
-                    bytes: (bytes.len() - offset) as u64,
-                    kept_as,
-                })
+        let decoded = decode(&bytes);
+        let mut events = decoded.events;
+        let mut damaged = decoded.damaged;
+        match events.first() {
+            Some(Event::Header { version, .. }) if *version > VERSION => {
+                return Err(JournalError::NewerVersion {
+                    path,
+                    found: *version,
+                });
             }
-            None => None,
-        };
-        if !events.is_empty() {
-            events.remove(0);
+            Some(Event::Header { product: found, .. }) if found != product => {
+                return Err(JournalError::WrongProduct {
+                    path,
+                    found: found.clone(),
+                    expected: product.to_owned(),
+                });
+            }
+            Some(Event::Header { .. }) => {
+                events.remove(0);
+            }
+            // Events without the header that starts every journal: the
+            // start of the file is damaged.
+            Some(_) if damaged.first().is_none_or(|(at, _)| *at != 0) => damaged.insert(0, (0, 0)),
+            _ => {}
         }
+        let damage = damaged.first().map(|(offset, _)| Damage {
+            offset: *offset as u64,
+            bytes: damaged.iter().map(|(_, n)| *n as u64).sum(),
+            kept_as: keep_damaged_copy(&path, &bytes),
+        });
         let size = bytes.len() as u64;
         let mut journal = Journal {
             path,
@@ -347,8 +433,23 @@ impl Journal {
         if damage.is_some() || size == 0 {
             // Start from a clean file holding exactly what was recovered.
             journal.compact(product, &events)?;
+        } else if decoded.torn_tail > 0 {
+            // Cut the torn frame off, so appends follow intact frames.
+            journal.size = size - decoded.torn_tail;
+            journal
+                .file
+                .set_len(journal.size)
+                .and_then(|()| journal.file.sync_data())
+                .map_err(io(&journal.path))?;
         }
-        Ok((journal, events, damage))
+        Ok((
+            journal,
+            Recovered {
+                events,
+                torn_tail: decoded.torn_tail,
+                damage,
+            },
+        ))
     }
 
     /// The journal file.
@@ -356,21 +457,34 @@ impl Journal {
         &self.path
     }
 
-    /// Removes the journal file (best effort): used when it can no longer
-    /// be kept in step with memory, since a stale journal replayed after a
-    /// crash could re-bill usage under new client tokens.
-    pub(crate) fn discard(self) {
-        let _ = std::fs::remove_file(&self.path);
+    /// Removes the journal file and makes the removal durable: used when the
+    /// file can no longer be kept in step with memory, since a stale journal
+    /// replayed after a crash could re-bill usage under new client tokens.
+    pub(crate) fn discard(&self) -> Result<(), JournalError> {
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&self.path)(e)),
+        }
+        sync_dir(&self.path)
     }
 
-    /// Appends `events` and waits until they are on disk.
+    /// Appends `events` and waits until they are on disk. On failure the
+    /// file is cut back to its last intact frame where possible; the caller
+    /// must treat the journal as out of step either way.
     pub(crate) fn append(&mut self, events: &[Event]) -> Result<(), JournalError> {
         if events.is_empty() {
             return Ok(());
         }
         let bytes = encode(events);
-        self.file.write_all(&bytes).map_err(io(&self.path))?;
-        self.file.sync_data().map_err(io(&self.path))?;
+        let written = self
+            .file
+            .write_all(&bytes)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            let _ = self.file.set_len(self.size);
+            return Err(io(&self.path)(e));
+        }
         self.size += bytes.len() as u64;
         Ok(())
     }
@@ -384,28 +498,56 @@ impl Journal {
         all.extend_from_slice(events);
         let bytes = encode(&all);
         let tmp = self.path.with_extension("journal.tmp");
-        {
-            let mut f = File::create(&tmp).map_err(io(&tmp))?;
-            f.write_all(&bytes).map_err(io(&tmp))?;
-            f.sync_all().map_err(io(&tmp))?;
+        let written = File::create(&tmp).and_then(|mut f| {
+            f.write_all(&bytes)?;
+            f.sync_all()
+        });
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(&tmp)(e));
         }
         std::fs::rename(&tmp, &self.path).map_err(io(&self.path))?;
-        if let Some(dir) = self.path.parent()
-            && let Ok(d) = File::open(dir)
-        {
-            let _ = d.sync_all();
-        }
+        sync_dir(&self.path)?;
         let file = OpenOptions::new()
             .read(true)
             .append(true)
             .open(&self.path)
             .map_err(io(&self.path))?;
-        file.try_lock()
-            .map_err(|_| JournalError::Locked(self.path.clone()))?;
         self.file = file;
         self.size = bytes.len() as u64;
         Ok(())
     }
+}
+
+/// `fsync`s the directory holding `path`, so a rename or removal in it
+/// survives a power loss.
+fn sync_dir(path: &Path) -> Result<(), JournalError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// Keeps a copy of a damaged journal for inspection, and removes all but
+/// the newest [`KEEP_DAMAGED`] copies. Best effort: a full disk must not
+/// stop recovery.
+fn keep_damaged_copy(path: &Path, bytes: &[u8]) -> Option<PathBuf> {
+    let kept_as = path.with_extension(format!("damaged-{}", crate::status::now_secs()));
+    std::fs::write(&kept_as, bytes).ok()?;
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    let stem = name.trim_end_matches("journal");
+    let mut copies: Vec<PathBuf> = std::fs::read_dir(path.parent()?)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{stem}damaged-")))
+        })
+        .collect();
+    copies.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    let excess = copies.len().saturating_sub(KEEP_DAMAGED);
+    for old in copies.into_iter().take(excess) {
+        let _ = std::fs::remove_file(old);
+    }
+    Some(kept_as)
 }
 
 #[cfg(test)]
@@ -452,55 +594,150 @@ mod tests {
         );
     }
 
+    fn open(d: &Path) -> (Journal, Recovered) {
+        Journal::open(d, "p1").expect("open")
+    }
+
     #[test]
     fn events_survive_reopening() {
         let d = dir("reopen");
         {
-            let (mut j, events, damage) = Journal::open(&d, "p1").expect("open");
-            assert!(events.is_empty() && damage.is_none());
+            let (mut j, r) = open(&d);
+            assert!(r.events.is_empty() && r.damage.is_none());
             j.append(&[add(1), add(2)]).expect("append");
             j.append(&[add(3)]).expect("append");
         }
-        let (_, events, damage) = Journal::open(&d, "p1").expect("reopen");
-        assert_eq!(events, [add(1), add(2), add(3)]);
-        assert!(damage.is_none());
+        let (_, r) = open(&d);
+        assert_eq!(r.events, [add(1), add(2), add(3)]);
+        assert!(r.damage.is_none() && r.torn_tail == 0);
+    }
+
+    /// A journal holding `add(1)`, `add(2)`, `add(3)`; returns its path.
+    fn three(name: &str) -> (PathBuf, PathBuf) {
+        let d = dir(name);
+        let (mut j, _) = open(&d);
+        j.append(&[add(1), add(2), add(3)]).expect("append");
+        (d, j.path().to_path_buf())
     }
 
     #[test]
-    fn a_torn_or_corrupt_tail_keeps_every_intact_frame_and_says_what_was_lost() {
-        let d = dir("tail");
-        let path = {
-            let (mut j, _, _) = Journal::open(&d, "p1").expect("open");
-            j.append(&[add(1), add(2), add(3)]).expect("append");
-            j.path().to_path_buf()
-        };
+    fn an_incomplete_last_frame_is_a_torn_tail_not_damage() {
+        let (d, path) = three("torn");
         let full = std::fs::read(&path).expect("read");
-        // Truncate in the middle of the last frame.
         std::fs::write(&path, &full[..full.len() - 5]).expect("truncate");
-        let (_, events, damage) = Journal::open(&d, "p1").expect("reopen");
-        assert_eq!(events, [add(1), add(2)]);
-        let damage = damage.expect("damage reported");
-        assert!(damage.bytes > 0 && damage.kept_as.exists());
-        // The journal was rewritten clean: reopening finds no damage.
-        let (mut j, events, damage) = Journal::open(&d, "p1").expect("reopen");
-        assert_eq!(events, [add(1), add(2)]);
-        assert!(damage.is_none());
-        // Flip a byte inside the second frame's payload.
-        j.append(&[add(4)]).expect("append");
-        drop(j);
+        let (_, r) = open(&d);
+        assert_eq!(r.events, [add(1), add(2)]);
+        assert!(r.torn_tail > 0 && r.damage.is_none(), "{r:?}");
+        // The journal was rewritten clean.
+        let (_, r) = open(&d);
+        assert_eq!(r.events, [add(1), add(2)]);
+        assert!(r.torn_tail == 0 && r.damage.is_none());
+        // A crash that extended the file with zeros is a torn tail too.
         let mut bytes = std::fs::read(&path).expect("read");
-        let second = bytes.len() - 1 - 40;
-        bytes[second] ^= 0xff;
+        bytes.extend_from_slice(&[0; 40]);
+        std::fs::write(&path, &bytes).expect("zeros");
+        let (_, r) = open(&d);
+        assert_eq!((r.events.len(), r.torn_tail, r.damage), (2, 40, None));
+    }
+
+    #[test]
+    fn damage_in_the_middle_is_reported_and_the_frames_after_it_are_kept() {
+        let (d, path) = three("middle");
+        let mut bytes = std::fs::read(&path).expect("read");
+        // The last byte of the second event's payload.
+        let frame_len = encode(&[add(1)]).len();
+        let second_end = bytes.len() - frame_len;
+        bytes[second_end - 1] ^= 0xff;
         std::fs::write(&path, &bytes).expect("corrupt");
-        let (_, events, damage) = Journal::open(&d, "p1").expect("reopen");
-        assert!(events.len() < 3, "{events:?}");
-        assert!(damage.is_some());
+        let (_, r) = open(&d);
+        assert_eq!(
+            r.events,
+            [add(1), add(3)],
+            "the frame after the damage is kept"
+        );
+        let damage = r.damage.expect("damage reported");
+        assert_eq!(damage.bytes, frame_len as u64);
+        assert!(damage.kept_as.is_some_and(|p| p.exists()));
+        // A complete last frame with a bad checksum is damage, not a torn tail.
+        let (d, path) = three("last");
+        let mut bytes = std::fs::read(&path).expect("read");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, &bytes).expect("corrupt");
+        let (_, r) = open(&d);
+        assert_eq!((r.events.len(), r.torn_tail), (2, 0));
+        assert!(r.damage.is_some());
+        // A length field bent to run past the end hides the frames after it:
+        // damage too, and they are found again.
+        let (d, path) = three("length");
+        let mut bytes = std::fs::read(&path).expect("read");
+        let second = bytes.len() - 2 * frame_len;
+        bytes[second..second + 4].copy_from_slice(&1000u32.to_le_bytes());
+        std::fs::write(&path, &bytes).expect("corrupt");
+        let (_, r) = open(&d);
+        assert_eq!(r.events, [add(1), add(3)]);
+        assert!(r.damage.is_some() && r.torn_tail == 0);
+    }
+
+    #[test]
+    fn a_flapping_disk_keeps_only_the_newest_damaged_copies() {
+        let (d, path) = three("copies");
+        for n in 0..6 {
+            let mut bytes = std::fs::read(&path).expect("read");
+            bytes.extend_from_slice(&encode(&[add(n)]));
+            let at = bytes.len() - 20;
+            bytes[at] ^= 0xff;
+            bytes.extend_from_slice(&encode(&[add(9)]));
+            std::fs::write(&path, &bytes).expect("corrupt");
+            let (_, r) = open(&d);
+            assert!(r.damage.is_some());
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let copies = std::fs::read_dir(&d)
+            .expect("dir")
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().contains("damaged-"))
+            })
+            .count();
+        assert!(copies <= KEEP_DAMAGED, "{copies} copies");
+    }
+
+    #[test]
+    fn a_journal_from_a_newer_version_is_refused_and_left_untouched() {
+        let d = dir("newer");
+        std::fs::create_dir_all(&d).expect("mkdir");
+        let path = d.join("metering-p1.journal");
+        let newer = encode(&[
+            Event::Header {
+                version: VERSION + 1,
+                product: "p1".to_owned(),
+            },
+            add(5),
+        ]);
+        std::fs::write(&path, &newer).expect("write");
+        assert!(matches!(
+            Journal::open(&d, "p1"),
+            Err(JournalError::NewerVersion { found, .. }) if found == VERSION + 1
+        ));
+        assert_eq!(std::fs::read(&path).expect("read"), newer);
+    }
+
+    #[test]
+    fn discarding_removes_the_file() {
+        let (d, path) = three("discard");
+        let (j, _) = open(&d);
+        j.discard().expect("discard");
+        assert!(!path.exists());
+        drop(j);
+        let (_, r) = open(&d);
+        assert!(r.events.is_empty());
     }
 
     #[test]
     fn a_second_process_cannot_open_the_same_journal() {
         let d = dir("lock");
-        let (_j, _, _) = Journal::open(&d, "p1").expect("open");
+        let _j = open(&d);
         assert!(matches!(
             Journal::open(&d, "p1"),
             Err(JournalError::Locked(_))
@@ -510,7 +747,7 @@ mod tests {
     #[test]
     fn another_products_journal_is_refused() {
         let d = dir("product");
-        drop(Journal::open(&d, "p1").expect("open"));
+        drop(open(&d));
         std::fs::rename(d.join("metering-p1.journal"), d.join("metering-p2.journal")).expect("mv");
         assert!(matches!(
             Journal::open(&d, "p2"),
@@ -521,12 +758,12 @@ mod tests {
     #[test]
     fn compaction_replaces_the_contents_atomically() {
         let d = dir("compact");
-        let (mut j, _, _) = Journal::open(&d, "p1").expect("open");
+        let (mut j, _) = open(&d);
         j.append(&[add(1), add(2), add(3)]).expect("append");
         j.compact("p1", &[add(6)]).expect("compact");
         j.append(&[add(7)]).expect("append");
         drop(j);
-        let (_, events, _) = Journal::open(&d, "p1").expect("reopen");
-        assert_eq!(events, [add(6), add(7)]);
+        let (_, r) = open(&d);
+        assert_eq!(r.events, [add(6), add(7)]);
     }
 }

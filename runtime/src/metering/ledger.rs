@@ -31,6 +31,10 @@ pub(super) struct Record {
     /// Attempts whose outcome is unknown; while non-zero the record may
     /// have been stored and is never re-billed for another hour.
     pub(super) doubt: u32,
+    /// Recovered from a damaged journal, whose lost bytes may have hidden
+    /// that this record was already refused and its units carried: it is
+    /// resent identically or reported, never carried.
+    pub(super) suspect: bool,
     pub(super) state: RecordState,
 }
 
@@ -107,6 +111,7 @@ impl Ledger {
                     token: token.clone(),
                     parts,
                     doubt: 0,
+                    suspect: false,
                     state: RecordState::Pending,
                 };
                 self.records.insert((dimension.clone(), *hour), record);
@@ -124,6 +129,7 @@ impl Ledger {
                 token,
                 alloc,
                 doubt,
+                suspect,
                 state,
             } => {
                 let record = Record {
@@ -132,6 +138,7 @@ impl Ledger {
                     token: token.clone(),
                     parts: parts_of(alloc, *quantity),
                     doubt: *doubt,
+                    suspect: *suspect,
                     state: RecordState::from(state),
                 };
                 self.records.insert((dimension.clone(), *hour), record);
@@ -237,6 +244,41 @@ impl Ledger {
         notes
     }
 
+    /// After damage: the lost bytes may have hidden any event, so units not
+    /// yet in a record may already have been billed (an `Assign` or `Carry`
+    /// that took them could be among the lost bytes). They are dropped, and
+    /// every pending record becomes suspect. Returns the units dropped.
+    /// Damaging a journal can thus do no more than deleting it.
+    pub(super) fn distrust(&mut self) -> u64 {
+        let dropped = self.buckets.values().sum();
+        self.buckets.clear();
+        for record in self.records.values_mut() {
+            if record.state == RecordState::Pending {
+                record.suspect = true;
+            }
+        }
+        dropped
+    }
+
+    /// Drops what no run could have written by `now_hour`: records for hours
+    /// after the next one and buckets after the one after (a flush carries
+    /// to the next hour, and past a taken hour to the one after). A forged
+    /// "already reported" record for a future hour would otherwise keep
+    /// this task from reporting it. Returns the records and units dropped.
+    pub(super) fn drop_implausible(&mut self, now_hour: i64) -> (usize, u64) {
+        let records = self.records.len();
+        self.records.retain(|(_, h), _| *h <= now_hour + HOUR);
+        let mut units = 0;
+        self.buckets.retain(|(_, h, _), q| {
+            let keep = *h <= now_hour + 2 * HOUR;
+            if !keep {
+                units += *q;
+            }
+            keep
+        });
+        (records - self.records.len(), units)
+    }
+
     pub(super) fn taken(&self, d: &str, h: i64) -> bool {
         self.records.contains_key(&(d.to_owned(), h))
     }
@@ -266,6 +308,7 @@ impl Ledger {
                 token: r.token.clone(),
                 alloc: alloc_field(&r.parts),
                 doubt: r.doubt,
+                suspect: r.suspect,
                 state: match &r.state {
                     RecordState::Pending => RestoredState::Pending,
                     RecordState::Sent(id) => RestoredState::Sent(id.clone()),
@@ -512,5 +555,85 @@ mod tests {
             Some(&3)
         );
         assert_eq!(memory.records[&("b".to_owned(), 0)].doubt, 1);
+    }
+
+    fn assign(d: &str, from: i64, hour: i64, q: u32, token: &str) -> Event {
+        Event::Assign {
+            dimension: d.into(),
+            from,
+            hour,
+            quantity: q,
+            token: token.into(),
+            alloc: Vec::new(),
+        }
+    }
+
+    fn add(d: &str, hour: i64, q: u64) -> Event {
+        Event::Add {
+            dimension: d.into(),
+            hour,
+            quantity: q,
+            tags: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_forged_future_record_cannot_keep_an_hour_from_being_reported() {
+        let now_hour = 10 * HOUR;
+        let mut ledger = Ledger::default();
+        for e in [
+            add("a", now_hour, 5),
+            // "Already reported" for the current hour, the next, and later.
+            add("a", now_hour + 5 * HOUR, 1),
+            assign("a", now_hour, now_hour, 5, "t0"),
+            assign("a", now_hour + 5 * HOUR, now_hour + HOUR, 1, "t1"),
+            add("a", now_hour + 5 * HOUR, 1),
+            assign("a", now_hour + 5 * HOUR, now_hour + 2 * HOUR, 1, "t2"),
+            add("b", now_hour + 3 * HOUR, 7),
+            add("b", now_hour + 2 * HOUR, 3),
+        ] {
+            ledger.apply(&e);
+        }
+        let (records, units) = ledger.drop_implausible(now_hour);
+        // Records up to the next hour and buckets up to the one after could
+        // have been written by a flush; anything later could not.
+        assert_eq!((records, units), (1, 7));
+        assert!(ledger.taken("a", now_hour) && ledger.taken("a", now_hour + HOUR));
+        assert!(!ledger.taken("a", now_hour + 2 * HOUR));
+        assert_eq!(
+            ledger
+                .buckets
+                .get(&("b".to_owned(), now_hour + 2 * HOUR, Vec::new())),
+            Some(&3)
+        );
+    }
+
+    #[test]
+    fn after_damage_unassigned_units_are_dropped_and_pending_records_never_carried() {
+        let mut ledger = Ledger::default();
+        for e in [
+            add("a", 0, 5),
+            assign("a", 0, 0, 5, "t0"),
+            add("a", HOUR, 9),
+            add("a", HOUR, 4),
+            assign("a", HOUR, HOUR, 9, "t1"),
+            Event::Sent {
+                dimension: "a".into(),
+                hour: 0,
+                id: "r".into(),
+            },
+        ] {
+            ledger.apply(&e);
+        }
+        assert_eq!(ledger.distrust(), 4);
+        assert!(ledger.buckets.is_empty());
+        assert!(ledger.records[&("a".to_owned(), HOUR)].suspect);
+        assert!(!ledger.records[&("a".to_owned(), 0)].suspect, "finished");
+        // Suspicion survives compaction.
+        let mut replayed = Ledger::default();
+        for e in ledger.snapshot(HOUR) {
+            replayed.apply(&e);
+        }
+        assert_eq!(replayed.records, ledger.records);
     }
 }

@@ -26,28 +26,42 @@
 //!   unknown (the connection broke after it was sent) is never re-billed for
 //!   another hour: if the window closes on it, it is reported as
 //!   unconfirmed instead.
-//! - Errors that retrying cannot fix (`CustomerNotEntitledException`,
-//!   `InvalidUsageDimensionException`, ...) mark the record unbillable; it
-//!   is logged at error level and listed in `status()`.
+//! - Only errors no retry can ever fix for this product (the product
+//!   definition: `InvalidProductCodeException`, `InvalidUsageDimensionException`,
+//!   `InvalidTagException`, `InvalidUsageAllocationsException`,
+//!   `InvalidEndpointRegionException`, `CustomerNotEntitledException`) write a
+//!   record off; it is logged at error level and listed in `status()`. Every
+//!   other error (access denied, expired credentials, a proxy's 403, 5xx, ...)
+//!   is retried until the record's window closes. A server error leaves the
+//!   record in doubt: AWS may have stored it.
+//! - A request is sent only while every event is durable, or no journal
+//!   file exists that a restart could replay. A journal that falls behind
+//!   memory (disk full, EIO, read-only) is removed; if it cannot be, nothing
+//!   is sent until it can be written again, since replaying a stale journal
+//!   would bill hours again under new tokens.
+//! - Usage that stays unreported past the end of its hour for longer than
+//!   the product's `max-unreported` bound denies `#[metered]` calls until a
+//!   report succeeds.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::aws::{AwsFailure, Clients};
-use crate::catalog::{Catalog, MAX_DIMENSIONS, Product};
-use crate::counters;
 mod journal;
 mod ledger;
 mod send;
 
 use crate::aws::retry::Backoff;
-use crate::random::random_hex;
+use crate::aws::{AwsFailure, Clients};
+use crate::catalog::{Catalog, MAX_DIMENSIONS, Product};
+use crate::counters;
+use crate::entitlement;
+use crate::random::{fraction, random_hex};
 use crate::status;
 use crate::time::{Clock, HOUR, epoch_secs, hour_label, hour_of};
 use crate::usage::{Tags, take_tagged};
-use journal::{Damage, Event, Journal, JournalError};
+use journal::{Damage, Event, Journal, JournalError, Recovered};
 use ledger::{Ledger, RecordState, WINDOW, WINDOW_MARGIN, alloc_field};
 
 /// At most 2500 allocations per record (the Metering model's
@@ -55,19 +69,33 @@ use ledger::{Ledger, RecordState, WINDOW, WINDOW_MARGIN, alloc_field};
 const MAX_ALLOCATIONS: usize = 2500;
 /// Compact the journal beyond this size.
 const COMPACT_AT: u64 = 256 * 1024;
+/// A record made from carried units keeps at least this much of AWS's
+/// window, so one short outage cannot push it out again at once.
+const MIN_WINDOW_LEFT: i64 = HOUR;
+/// The first report of an hour waits a random part of this window (or of
+/// six checkpoint intervals, if shorter), so that tasks started together do
+/// not all call AWS in the same second.
+const SEND_SPREAD: Duration = Duration::from_mins(1);
 
 // ---- the pipeline ----------------------------------------------------------
 
-/// Where metering state lives.
+/// Where metering state lives, and its bounds.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) state_dir: PathBuf,
     pub(crate) flush_budget: Duration,
+    /// How long usage may stay unreported after its hour ends before
+    /// `#[metered]` calls are denied.
+    pub(crate) max_unreported: Duration,
 }
 
 /// Why sending stopped for now.
-enum SendStop {
+#[derive(Debug)]
+pub(crate) enum SendStop {
+    /// AWS (or the way to it) failed; retry later.
     Transient(AwsFailure),
+    /// The journal cannot be kept in step and cannot be removed.
+    JournalStale,
 }
 
 pub(crate) struct Pipeline {
@@ -77,7 +105,10 @@ pub(crate) struct Pipeline {
     settings: Settings,
     journal: Option<Journal>,
     journal_error: Option<String>,
-    damage: Option<Damage>,
+    /// A journal file holding this run's history that fell behind memory
+    /// and could not be removed: nothing is sent while it exists.
+    stale: Option<PathBuf>,
+    damage: Option<String>,
     ledger: Ledger,
     baseline: [u64; MAX_DIMENSIONS],
     dims: Vec<(usize, &'static str)>,
@@ -88,6 +119,12 @@ pub(crate) struct Pipeline {
     checkpoints: u64,
     /// Whether the previous run's journal has been read into the ledger.
     recovered: bool,
+    /// The hour this process started: no record it makes is dated earlier.
+    started_hour: i64,
+    /// Since when usage that is due (its hour ended) has waited for a report.
+    overdue_since: Option<SystemTime>,
+    /// Whether `#[metered]` calls are denied because reporting is blocked.
+    blocked: bool,
 }
 
 impl Pipeline {
@@ -108,6 +145,7 @@ impl Pipeline {
             .filter(|(i, _)| product.meters(*i))
             .map(|(i, d)| (i, *d))
             .collect();
+        let started_hour = hour_of(clock());
         let mut pipeline = Pipeline {
             product,
             clients,
@@ -115,6 +153,7 @@ impl Pipeline {
             settings,
             journal: None,
             journal_error: None,
+            stale: None,
             damage: None,
             ledger: Ledger::default(),
             baseline: *baseline,
@@ -125,6 +164,9 @@ impl Pipeline {
             last_flush: None,
             checkpoints: 0,
             recovered: false,
+            started_hour,
+            overdue_since: None,
+            blocked: false,
         };
         pipeline.open_journal();
         pipeline.publish();
@@ -138,67 +180,128 @@ impl Pipeline {
     /// Opens the journal; on success after running in memory, writes the
     /// in-memory state into it.
     fn open_journal(&mut self) {
-        match Journal::open(&self.settings.state_dir, self.product.code()) {
-            Ok((mut journal, events, damage)) => {
-                let now_hour = hour_of(self.now());
-                if self.recovered {
-                    // This run's own journal, rewritten from memory (which
-                    // holds everything it held, and more).
-                } else {
-                    // The previous run's journal, first readable now.
-                    let mut disk = Ledger::default();
-                    for event in &events {
-                        disk.apply(event);
-                    }
-                    for note in self.ledger.merge(disk, now_hour) {
-                        tracing::warn!(target: "marketgate", "{note}");
-                    }
-                    self.recovered = true;
-                    if !events.is_empty() {
-                        tracing::info!(
-                            target: "marketgate",
-                            journal = %journal.path().display(),
-                            events = events.len(),
-                            "metering journal recovered"
-                        );
-                    }
-                }
-                let snapshot = self.ledger.snapshot(now_hour);
-                if let Err(e) = journal.compact(self.product.code(), &snapshot) {
-                    self.journal_failed(&e);
-                    return;
-                }
-                if let Some(d) = &damage {
-                    let message = format!(
-                        "the metering journal was damaged: {} bytes from offset {} could not be \
-                         read (kept in {}); every record before them was recovered",
-                        d.bytes,
-                        d.offset,
-                        d.kept_as.display()
-                    );
-                    tracing::error!(target: "marketgate", "{message}");
-                    status::degrade("journal-damage", message);
-                    self.damage = damage;
-                }
-                self.journal = Some(journal);
-                self.journal_error = None;
-                status::recover("journal");
-            }
-            Err(e) => self.journal_failed(&e),
+        let (mut journal, recovered) =
+            match Journal::open(&self.settings.state_dir, self.product.code()) {
+                Ok(opened) => opened,
+                Err(e) => return self.journal_failed(&e, false),
+            };
+        let now_hour = hour_of(self.now());
+        if !self.recovered {
+            // The previous run's journal, first readable now.
+            self.recover(&journal, recovered, now_hour);
+            self.recovered = true;
+        }
+        // Otherwise: this run's own journal, rewritten from memory (which
+        // holds everything it held, and more).
+        let snapshot = self.ledger.snapshot(now_hour);
+        if let Err(e) = journal.compact(self.product.code(), &snapshot) {
+            // The file holds history memory has now taken over.
+            self.journal = Some(journal);
+            return self.journal_failed(&e, true);
+        }
+        self.journal = Some(journal);
+        self.journal_error = None;
+        self.stale = None;
+        status::recover("journal");
+    }
+
+    /// Folds a previous run's journal into the ledger, distrusting what
+    /// damage may have falsified.
+    fn recover(&mut self, journal: &Journal, recovered: Recovered, now_hour: i64) {
+        let Recovered {
+            events,
+            torn_tail,
+            damage,
+        } = recovered;
+        let mut disk = Ledger::default();
+        for event in &events {
+            disk.apply(event);
+        }
+        let mut notes = Vec::new();
+        if torn_tail > 0 {
+            tracing::info!(
+                target: "marketgate",
+                bytes = torn_tail,
+                "the metering journal ended in an incomplete frame (a crash during a write); \
+                 nothing acted on was in it"
+            );
+        }
+        if let Some(Damage {
+            offset,
+            bytes,
+            kept_as,
+        }) = &damage
+        {
+            let dropped = disk.distrust();
+            notes.push(format!(
+                "{bytes} bytes from offset {offset} could not be read{}; {dropped} unreported \
+                 units in it were dropped (they may already have been billed) and pending \
+                 records are resent identically or reported, never carried",
+                kept_as
+                    .as_ref()
+                    .map(|p| format!(" (kept in {})", p.display()))
+                    .unwrap_or_default()
+            ));
+        }
+        let (records, units) = disk.drop_implausible(now_hour);
+        if records > 0 || units > 0 {
+            notes.push(format!(
+                "{records} records and {units} units dated after the next hour were dropped \
+                 (no run could have written them: the clock or the file is wrong)"
+            ));
+        }
+        if !notes.is_empty() {
+            let message = format!(
+                "the metering journal {} was damaged: {}",
+                journal.path().display(),
+                notes.join("; ")
+            );
+            tracing::error!(target: "marketgate", "{message}");
+            status::degrade("journal-damage", message.clone());
+            self.damage = Some(message);
+        }
+        for note in self.ledger.merge(disk, now_hour) {
+            tracing::warn!(target: "marketgate", "{note}");
+        }
+        if !events.is_empty() {
+            tracing::info!(
+                target: "marketgate",
+                journal = %journal.path().display(),
+                events = events.len(),
+                "metering journal recovered"
+            );
         }
     }
 
-    fn journal_failed(&mut self, error: &JournalError) {
-        let message = format!(
+    /// The journal failed. When its file holds this run's history
+    /// (`behind`), it is now behind memory and must not be replayed: it is
+    /// removed, or, when even that fails, sending stops until it can be
+    /// written or removed (see `SendStop::JournalStale`).
+    fn journal_failed(&mut self, error: &JournalError, behind: bool) {
+        let mut message = format!(
             "{error}; usage is kept in memory and the journal retried at every checkpoint (a \
              crash now would lose it). Mount a writable volume at the state directory or set \
              MARKETGATE_STATE_DIR"
         );
+        if let Some(journal) = self.journal.take()
+            && behind
+        {
+            match journal.discard() {
+                Ok(()) => self.stale = None,
+                Err(e) => {
+                    message = format!(
+                        "{error}; the journal cannot be removed either ({e}), so usage reports \
+                         are held back until it can be written (replaying it after a crash \
+                         would bill hours twice)"
+                    );
+                    self.stale = Some(journal.path().to_path_buf());
+                }
+            }
+        }
         if self.journal_error.as_deref() != Some(message.as_str()) {
             tracing::error!(target: "marketgate", "{message}");
         }
         status::degrade("journal", message.clone());
-        self.journal = None;
         self.journal_error = Some(message);
     }
 
@@ -213,17 +316,20 @@ impl Pipeline {
         if let Some(journal) = &mut self.journal
             && let Err(e) = journal.append(events)
         {
-            // The file no longer matches memory; replayed after a crash it
-            // could re-bill usage under new tokens. Drop it; the next
-            // checkpoint writes the whole state afresh.
-            if let Some(journal) = self.journal.take() {
-                journal.discard();
-            }
-            self.journal_failed(&e);
+            self.journal_failed(&e, true);
         }
         for event in events {
             self.ledger.apply(event);
         }
+    }
+
+    /// Whether a request may be sent: every event so far is durable, or no
+    /// journal file that a restart would replay is behind memory.
+    fn may_send(&mut self) -> bool {
+        if self.stale.is_some() && self.journal.is_none() {
+            self.open_journal();
+        }
+        self.stale.is_none()
     }
 
     /// Moves what the counters gained since the last checkpoint into the
@@ -259,13 +365,12 @@ impl Pipeline {
     }
 
     /// The first hour from `start` up to `last` (inclusive) that this task
-    /// has not reported for `d` and AWS still accepts.
+    /// has not reported for `d`, that AWS accepts for at least another
+    /// [`MIN_WINDOW_LEFT`], and that is not before this process started.
     fn free_hour(&self, d: &str, start: i64, last: i64, now: SystemTime) -> Option<i64> {
-        // The oldest hour AWS accepts for a while yet (see `expire`).
-        let now_secs = epoch_secs(now);
-        let oldest = now_secs - WINDOW + WINDOW_MARGIN + 1;
+        let oldest = epoch_secs(now) - WINDOW + WINDOW_MARGIN + MIN_WINDOW_LEFT;
         let earliest = oldest + (HOUR - oldest.rem_euclid(HOUR)) % HOUR;
-        let mut h = start.max(earliest);
+        let mut h = start.max(earliest).max(self.started_hour);
         while h <= last {
             if !self.ledger.taken(d, h) {
                 return Some(h);
@@ -280,6 +385,9 @@ impl Pipeline {
     fn close(&mut self, now: SystemTime, flushing: bool) {
         let now_hour = hour_of(now);
         let last = if flushing { now_hour } else { now_hour - HOUR };
+        if !flushing {
+            self.redate_future(now_hour);
+        }
         let mut groups: BTreeMap<(String, i64), Vec<(Tags, u64)>> = BTreeMap::new();
         for ((d, h, t), q) in &self.ledger.buckets {
             if *h <= last && *q > 0 {
@@ -348,6 +456,28 @@ impl Pipeline {
         }
     }
 
+    /// Buckets dated after the current hour (the clock moved back, or a
+    /// flush carried to the next hour and the process restarted within the
+    /// hour) join the current hour instead of waiting for theirs.
+    fn redate_future(&mut self, now_hour: i64) {
+        let future: Vec<(String, i64, Tags, u64)> = self
+            .ledger
+            .buckets
+            .iter()
+            .filter(|((_, h, _), _)| *h > now_hour)
+            .map(|((d, h, t), q)| (d.clone(), *h, t.clone(), *q))
+            .collect();
+        for (d, h, t, q) in future {
+            self.carry(
+                &d,
+                h,
+                now_hour,
+                &[(t, q)],
+                "it was dated after the current hour",
+            );
+        }
+    }
+
     fn carry(&mut self, d: &str, from: i64, to: i64, parts: &[(Tags, u64)], why: &str) {
         let units: u64 = parts.iter().map(|(_, q)| q).sum();
         tracing::warn!(
@@ -357,7 +487,7 @@ impl Pipeline {
             from = %hour_label(from),
             to = %hour_label(to),
             why,
-            "usage carried to a later hour"
+            "usage carried to another hour"
         );
         self.carried_units += units;
         let events: Vec<Event> = parts
@@ -380,75 +510,84 @@ impl Pipeline {
         {
             let snapshot = self.ledger.snapshot(now_hour);
             if let Err(e) = journal.compact(self.product.code(), &snapshot) {
-                self.journal_failed(&e);
+                self.journal_failed(&e, true);
             }
         }
     }
 
-    /// One round of background work.
-    pub(crate) async fn tick(&mut self, may_send: bool) -> Result<(), AwsFailure> {
+    /// One round of bookkeeping: checkpoint, close ended hours, compact,
+    /// publish. Short: never waits for AWS. Returns the current hour.
+    pub(crate) fn tick(&mut self) -> i64 {
         let now = self.now();
         self.checkpoint(now);
         self.close(now, false);
-        let result = if may_send {
-            match self.send(now).await {
-                Ok(()) => {
-                    status::recover("metering");
-                    Ok(())
-                }
-                Err(SendStop::Transient(failure)) => {
-                    status::degrade(
-                        "metering",
-                        format!("usage reports are waiting for AWS: {failure}"),
-                    );
-                    Err(failure)
-                }
-            }
-        } else {
-            Ok(())
-        };
+        if self.stale.is_some() {
+            self.may_send();
+        }
         self.compact_if_large();
         self.publish();
-        result
+        hour_of(now)
     }
 
-    /// Reports everything, the open hour included, within the flush budget.
-    /// The caller has stopped new metering first.
-    pub(crate) async fn flush(&mut self) {
-        let budget = self.settings.flush_budget;
-        let now = self.now();
-        self.checkpoint(now);
-        self.close(now, true);
-        let sending = async {
-            let mut delay = Duration::from_millis(50);
-            loop {
-                match self.send(self.now()).await {
-                    Ok(()) => return,
-                    Err(SendStop::Transient(failure)) => {
-                        tracing::warn!(target: "marketgate", %failure, "flush retrying");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(1));
-                    }
-                }
+    /// Whether usage is due (its hour ended) and not yet confirmed.
+    fn due(&self, now_hour: i64) -> Option<i64> {
+        let buckets = self
+            .ledger
+            .buckets
+            .keys()
+            .filter(|(_, h, _)| *h < now_hour)
+            .map(|(_, h, _)| *h);
+        let records = self
+            .ledger
+            .records
+            .iter()
+            .filter(|(_, r)| r.state == RecordState::Pending)
+            .map(|((_, h), r)| r.from.min(*h));
+        buckets.chain(records).min()
+    }
+
+    /// Denies or allows `#[metered]` calls by how long due usage has waited.
+    /// `reported` is set after a report succeeded: waiting starts anew.
+    fn enforce_bound(&mut self, now: SystemTime, reported: bool) {
+        let now_hour = hour_of(now);
+        match self.due(now_hour) {
+            None => self.overdue_since = None,
+            Some(_) if reported => self.overdue_since = Some(now),
+            Some(hour) => {
+                // Recovered usage has waited since its hour ended.
+                let since = crate::time::at_hour(hour + HOUR).min(now);
+                self.overdue_since.get_or_insert(since);
             }
-        };
-        if tokio::time::timeout(budget, sending).await.is_err() {
-            tracing::error!(
-                target: "marketgate",
-                ?budget,
-                "metering flush ran out of time; unconfirmed records stay in the journal and \
-                 are resent, identically, at the next start"
-            );
         }
-        // Calls admitted before metering stopped may have recorded since:
-        // keep them for the next start.
-        self.checkpoint(self.now());
-        self.last_flush = Some(status::now_secs());
-        self.publish();
+        let overdue = self
+            .overdue_since
+            .and_then(|since| now.duration_since(since).ok())
+            .unwrap_or_default();
+        let blocked = overdue > self.settings.max_unreported;
+        if blocked != self.blocked {
+            self.blocked = blocked;
+            if blocked {
+                let message = format!(
+                    "usage has waited {}s past its hour for a report (the product allows {}s): \
+                     metered calls are denied until a report to AWS succeeds",
+                    overdue.as_secs(),
+                    self.settings.max_unreported.as_secs()
+                );
+                tracing::error!(target: "marketgate", "{message}");
+                status::degrade("reporting-blocked", message);
+                entitlement::block_metering();
+            } else {
+                tracing::info!(target: "marketgate", "usage reports go through again: metered calls allowed");
+                status::recover("reporting-blocked");
+                entitlement::unblock_metering();
+            }
+        }
     }
 
     /// Mirrors the ledger into the status snapshot.
     fn publish(&mut self) {
+        let now = self.now();
+        self.enforce_bound(now, false);
         let mut unreported: BTreeMap<String, u64> = BTreeMap::new();
         for ((d, _, _), q) in &self.ledger.buckets {
             *unreported.entry(d.clone()).or_default() += q;
@@ -461,7 +600,7 @@ impl Pipeline {
                     dimension: d.clone(),
                     hour: *h,
                     quantity: r.quantity,
-                    unconfirmed: r.doubt > 0,
+                    unconfirmed: r.doubt > 0 || r.suspect,
                 }),
                 RecordState::Unbillable { code, message } => {
                     if self.reported_unbillable.insert((d.clone(), *h)) {
@@ -478,20 +617,26 @@ impl Pipeline {
                 RecordState::Sent(_) | RecordState::Rejected(_) => {}
             }
         }
+        let oldest = self
+            .ledger
+            .buckets
+            .keys()
+            .map(|(_, h, _)| *h)
+            .chain(
+                self.ledger
+                    .records
+                    .iter()
+                    .filter(|(_, r)| r.state == RecordState::Pending)
+                    .map(|((_, h), r)| r.from.min(*h)),
+            )
+            .min();
         status::set_metering(status::MeteringStatus {
             journal: self
                 .journal
                 .as_ref()
                 .map(|j| j.path().display().to_string()),
             journal_error: self.journal_error.clone(),
-            journal_damage: self.damage.as_ref().map(|d| {
-                format!(
-                    "{} bytes from offset {} unreadable (kept in {})",
-                    d.bytes,
-                    d.offset,
-                    d.kept_as.display()
-                )
-            }),
+            journal_damage: self.damage.clone(),
             unreported,
             pending,
             reported: self.sent_units.clone(),
@@ -499,47 +644,147 @@ impl Pipeline {
             unbillable,
             last_flush: self.last_flush,
             checkpoints: self.checkpoints,
+            oldest_unreported_secs: oldest.map(|h| u64::try_from(epoch_secs(now) - h).unwrap_or(0)),
+            overdue_secs: self
+                .overdue_since
+                .and_then(|since| now.duration_since(since).ok())
+                .map(|d| d.as_secs()),
+            max_unreported_secs: self.settings.max_unreported.as_secs(),
+            reporting_blocked: self.blocked,
         });
     }
 }
 
-/// The background loop: checkpoint every interval, close ended hours,
-/// send with backoff while AWS is unavailable (from one interval up to 30,
-/// i.e. 5 minutes with the default 10 s).
+/// Sends every pending record (the lock is held only between calls), then
+/// publishes. Used by the background loop and by flushes.
+pub(crate) async fn send_all(pipeline: &tokio::sync::Mutex<Pipeline>) -> Result<(), SendStop> {
+    let result = send::send_pending(pipeline).await;
+    pipeline.lock().await.publish();
+    result
+}
+
+/// Reports everything, the open hour included, within the flush budget.
+/// Used at a signal and at the end.
+pub(crate) async fn flush(pipeline: &tokio::sync::Mutex<Pipeline>) {
+    let budget = {
+        let mut p = pipeline.lock().await;
+        let now = p.now();
+        p.checkpoint(now);
+        p.close(now, true);
+        p.settings.flush_budget
+    };
+    let backoff = Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(2),
+        budget,
+    };
+    let sending = async {
+        let mut failures = 0;
+        loop {
+            match send::send_pending(pipeline).await {
+                Ok(()) => return,
+                Err(stop) => {
+                    failures += 1;
+                    tracing::warn!(target: "marketgate", ?stop, "flush retrying");
+                    tokio::time::sleep(backoff.delay(failures)).await;
+                }
+            }
+        }
+    };
+    if tokio::time::timeout(budget, sending).await.is_err() {
+        tracing::error!(
+            target: "marketgate",
+            ?budget,
+            "metering flush ran out of time; unconfirmed records stay in the journal and \
+             are resent, identically, at the next start"
+        );
+    }
+    let mut p = pipeline.lock().await;
+    // Calls admitted meanwhile: kept for the next report.
+    let now = p.now();
+    p.checkpoint(now);
+    p.last_flush = Some(status::now_secs());
+    p.publish();
+}
+
+/// The send in flight, aborted when dropped (when the loop that owns it is
+/// aborted at shutdown; an aborted request stays in doubt and is resent
+/// identically).
+#[derive(Default)]
+struct InFlight(Option<tokio::task::JoinHandle<Result<(), SendStop>>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(handle) = &self.0 {
+            handle.abort();
+        }
+    }
+}
+
+/// The background loop: checkpoint every interval, close ended hours, and
+/// send in a task of its own (so a slow AWS never delays a checkpoint), with
+/// backoff while AWS is unavailable (from one interval up to 30, i.e. 5
+/// minutes with the default 10 s).
 pub(crate) async fn run(pipeline: Arc<tokio::sync::Mutex<Pipeline>>, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut next_send = tokio::time::Instant::now();
+    let spread = SEND_SPREAD.min(every * 6);
     let backoff = Backoff {
         initial: every,
         max: every * 30,
         budget: Duration::MAX,
     };
+    let mut next_send = tokio::time::Instant::now();
     let mut failures = 0u32;
+    let mut in_flight = InFlight::default();
+    let mut hour = None;
     loop {
         ticker.tick().await;
-        let may_send = tokio::time::Instant::now() >= next_send;
-        let result = pipeline.lock().await.tick(may_send).await;
-        match result {
-            Ok(()) if may_send => failures = 0,
-            Ok(()) => {}
-            Err(failure) => {
-                failures = failures.saturating_add(1);
-                let delay = backoff.delay(failures);
-                tracing::warn!(target: "marketgate", %failure, ?delay, "usage reports deferred");
-                next_send = tokio::time::Instant::now() + delay;
+        if let Some(handle) = in_flight.0.take_if(|h| h.is_finished()) {
+            match handle.await {
+                Ok(Ok(())) | Err(_) => {
+                    failures = 0;
+                    status::recover("metering");
+                }
+                Ok(Err(stop)) => {
+                    failures = failures.saturating_add(1);
+                    let delay = backoff.delay(failures);
+                    tracing::warn!(target: "marketgate", ?stop, ?delay, "usage reports deferred");
+                    let why = match &stop {
+                        SendStop::Transient(failure) => {
+                            format!("usage reports are waiting for AWS: {failure}")
+                        }
+                        SendStop::JournalStale => {
+                            "usage reports are held back until the journal can be written"
+                                .to_owned()
+                        }
+                    };
+                    status::degrade("metering", why);
+                    next_send = tokio::time::Instant::now() + delay;
+                }
             }
+        }
+        let now_hour = pipeline.lock().await.tick();
+        if hour.is_some_and(|h| h != now_hour) {
+            // An hour just closed: report it a random moment later.
+            let wait = spread.mul_f64(fraction());
+            next_send = next_send.max(tokio::time::Instant::now() + wait);
+        }
+        hour = Some(now_hour);
+        if in_flight.0.is_none() && tokio::time::Instant::now() >= next_send {
+            let pipeline = pipeline.clone();
+            in_flight.0 = Some(tokio::spawn(async move { send_all(&pipeline).await }));
         }
     }
 }
 
-/// After a signal: keep checkpointing (and closing ended hours) without
-/// sending, until the final flush.
+/// After the report at a signal: keep checkpointing (and closing ended
+/// hours) without sending, until the final flush.
 pub(crate) async fn checkpoint_only(pipeline: Arc<tokio::sync::Mutex<Pipeline>>, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let _ = pipeline.lock().await.tick(false).await;
+        pipeline.lock().await.tick();
     }
 }

@@ -21,8 +21,8 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use error::StartError;
 pub use options::{
-    CHECKPOINT_INTERVAL_ENV, DEFAULT_STATE_DIR, Options, PRODUCT_CODE_ENV, SIGNAL_GRACE_ENV,
-    STARTUP_TIMEOUT_ENV, STATE_DIR_ENV,
+    CHECKPOINT_INTERVAL_ENV, DEFAULT_STATE_DIR, MAX_SIGNAL_GRACE_FROM_ENV, MAX_UNREPORTED_ENV,
+    Options, PRODUCT_CODE_ENV, SIGNAL_GRACE_ENV, STARTUP_TIMEOUT_ENV, STATE_DIR_ENV,
 };
 use shutdown::{Command, ShutdownWork};
 
@@ -337,6 +337,12 @@ async fn run(
             metering::Settings {
                 state_dir: options.state_dir.clone(),
                 flush_budget: options.flush_budget,
+                // The deployment may shorten the seller's bound, never lengthen it.
+                max_unreported: options
+                    .max_unreported
+                    .map_or(product.max_unreported(), |d| {
+                        d.min(product.max_unreported())
+                    }),
             },
             &baseline,
         )));
@@ -476,17 +482,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_exit_after_a_signal_adds_check_in_grace_and_flush() {
+    fn the_exit_after_a_signal_adds_report_check_in_grace_and_flush() {
         assert_eq!(
             Options::default().max_exit_after_signal(),
-            Duration::from_secs(25)
+            Duration::from_secs(35)
         );
         let options = Options::default()
             .call_timeout(Duration::from_secs(2))
             .handle_signals(true)
             .signal_grace(Duration::from_secs(30))
             .flush_budget(Duration::from_secs(4));
-        assert_eq!(options.max_exit_after_signal(), Duration::from_secs(36));
+        assert_eq!(options.max_exit_after_signal(), Duration::from_secs(40));
     }
 
     const FREE: Product = Product::__new(
@@ -496,6 +502,7 @@ mod tests {
         crate::Pricing::Hourly,
         crate::FeatureSet::EMPTY,
         0,
+        7200,
         None,
         None,
     );
@@ -511,6 +518,7 @@ mod tests {
                 crate::Pricing::Custom,
                 crate::FeatureSet::EMPTY,
                 1,
+                7200,
                 None,
                 None,
             ),

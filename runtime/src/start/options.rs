@@ -19,6 +19,13 @@ pub const STARTUP_TIMEOUT_ENV: &str = "MARKETGATE_STARTUP_TIMEOUT_SECS";
 /// exits (default 10). With the check-in before it and the flush after it,
 /// see [`Options::max_exit_after_signal`] for the stop timeout a task needs.
 pub const SIGNAL_GRACE_ENV: &str = "MARKETGATE_SIGNAL_GRACE_SECS";
+/// The longest signal grace [`SIGNAL_GRACE_ENV`] can set. Usage recorded
+/// after a signal goes into the next hour's report, which a container that
+/// is being replaced may never make: the deployment cannot stretch that.
+pub const MAX_SIGNAL_GRACE_FROM_ENV: Duration = Duration::from_secs(30);
+/// Shortens (never lengthens) the product's `max-unreported` bound, in
+/// seconds.
+pub const MAX_UNREPORTED_ENV: &str = "MARKETGATE_MAX_UNREPORTED_SECS";
 
 /// Checkpoint interval in milliseconds; only shorter than the 10 s default
 /// is accepted (a longer one would let a buyer lose more usage to a kill).
@@ -28,6 +35,20 @@ pub const STATE_DIR_ENV: &str = "MARKETGATE_STATE_DIR";
 /// Where the metering journal lives unless [`STATE_DIR_ENV`] says otherwise:
 /// mount a volume here in a container with a read-only root file system.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/marketgate";
+
+/// The signal grace the deployment asked for, at most
+/// [`MAX_SIGNAL_GRACE_FROM_ENV`].
+fn grace_from_env(grace: Duration) -> Duration {
+    if grace > MAX_SIGNAL_GRACE_FROM_ENV {
+        tracing::warn!(
+            target: "marketgate",
+            ?grace,
+            max = ?MAX_SIGNAL_GRACE_FROM_ENV,
+            "{SIGNAL_GRACE_ENV} is longer than allowed; using the maximum"
+        );
+    }
+    grace.min(MAX_SIGNAL_GRACE_FROM_ENV)
+}
 
 fn env_secs(var: &str) -> Option<Duration> {
     std::env::var(var)
@@ -52,6 +73,7 @@ pub struct Options {
     pub(super) state_dir: PathBuf,
     pub(super) checkpoint_every: Duration,
     pub(super) flush_budget: Duration,
+    pub(super) max_unreported: Option<Duration>,
     pub(super) clock: Clock,
     /// Development overrides (`dev` builds only): Region and static credentials.
     pub(super) dev_region: Option<String>,
@@ -85,6 +107,7 @@ impl Default for Options {
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             checkpoint_every: Duration::from_secs(10),
             flush_budget: Duration::from_secs(10),
+            max_unreported: None,
             clock: Arc::new(SystemTime::now),
             dev_region: None,
             dev_credentials: None,
@@ -109,7 +132,10 @@ impl Options {
             options.startup_timeout = timeout;
         }
         if let Some(grace) = env_secs(SIGNAL_GRACE_ENV) {
-            options.signal_grace = grace;
+            options.signal_grace = grace_from_env(grace);
+        }
+        if let Some(bound) = env_secs(MAX_UNREPORTED_ENV) {
+            options = options.max_unreported(bound);
         }
         if let Some(dir) = std::env::var_os(STATE_DIR_ENV).filter(|d| !d.is_empty()) {
             options.state_dir = PathBuf::from(dir);
@@ -214,15 +240,26 @@ impl Options {
         self
     }
 
+    /// Denies `#[metered]` calls sooner than the product's `max-unreported`
+    /// bound when usage waits for a report: the shorter of the two applies
+    /// (nothing can lengthen the seller's bound). Also
+    /// `MARKETGATE_MAX_UNREPORTED_SECS`.
+    #[must_use]
+    pub fn max_unreported(mut self, bound: Duration) -> Self {
+        self.max_unreported = Some(self.max_unreported.map_or(bound, |b| b.min(bound)));
+        self
+    }
+
     /// The longest the runtime can take from SIGTERM or SIGINT to the end
-    /// of the process: the license check-in (one call attempt), `main`'s
-    /// grace, then the final flush (25 s with the defaults). Give the task
+    /// of the process: the report of all usage so far (one flush budget)
+    /// and the license check-in (one call attempt) at once, then `main`'s
+    /// grace, then the final flush (35 s with the defaults). Give the task
     /// more than this to stop (ECS `stopTimeout`, Kubernetes
     /// `terminationGracePeriodSeconds`), or the last report can be cut off
     /// by SIGKILL.
     #[must_use]
     pub fn max_exit_after_signal(&self) -> Duration {
-        self.call_timeout + self.signal_grace + self.flush_budget
+        self.flush_budget + self.call_timeout + self.signal_grace + self.flush_budget
     }
 
     /// Replaces the wall clock that decides hours (`dev` builds only: tests
@@ -270,5 +307,28 @@ impl Options {
             max: Duration::from_secs(30),
             budget: self.startup_timeout,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deployment_can_shorten_but_never_lengthen_metering_deadlines() {
+        assert_eq!(
+            grace_from_env(Duration::from_secs(5)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            grace_from_env(Duration::from_hours(1)),
+            MAX_SIGNAL_GRACE_FROM_ENV
+        );
+        let options = Options::default()
+            .max_unreported(Duration::from_mins(40))
+            .max_unreported(Duration::from_hours(9));
+        assert_eq!(options.max_unreported, Some(Duration::from_mins(40)));
+        let options = Options::default().checkpoint_interval(Duration::from_mins(5));
+        assert_eq!(options.checkpoint_every, Duration::from_secs(10));
     }
 }

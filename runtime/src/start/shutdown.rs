@@ -33,10 +33,11 @@ pub(super) async fn serve(
             command
         }
         signo = wait_for_signal(handle_signals) => {
-            tracing::info!(target: "marketgate", signal = signo, "signal received: checkpointing and checking in");
-            // At once: usage on disk, the seat returned. The usage report
-            // itself waits until main returns (or the grace ends), so units
-            // the program records while it winds down are in it too.
+            tracing::info!(target: "marketgate", signal = signo, "signal received: reporting usage and checking in");
+            // At once: every unit recorded so far reported, the seat
+            // returned; neither waits for main or the grace, which the
+            // deployment controls. Units the program records while it winds
+            // down go into the next hour's report (see the README).
             work.on_signal().await;
             tokio::select! {
                 command = commands.recv() => {
@@ -82,20 +83,33 @@ impl ShutdownWork {
         }
     }
 
-    /// Signal received: usage to the journal now, licenses back now. Until
-    /// the final flush, usage keeps being checkpointed but not sent (a send
-    /// in flight would delay the exit; an aborted one stays in doubt).
+    /// Signal received: all usage so far reported now (the open hour
+    /// included, within the flush budget), licenses back at the same time.
+    /// Until the final flush, usage keeps being checkpointed (a send in
+    /// flight is aborted; it stays in doubt and is resent identically).
     async fn on_signal(&mut self) {
         status::set_state(RunState::ShuttingDown);
-        if let Some((pipeline, task)) = &mut self.metering {
-            task.abort();
-            let _ = pipeline.lock().await.tick(false).await;
-            *task = tokio::spawn(metering::checkpoint_only(
-                pipeline.clone(),
-                self.checkpoint_every,
-            ));
-        }
-        self.check_in().await;
+        let report = async {
+            if let Some((pipeline, task)) = &mut self.metering {
+                task.abort();
+                metering::flush(pipeline).await;
+                *task = tokio::spawn(metering::checkpoint_only(
+                    pipeline.clone(),
+                    self.checkpoint_every,
+                ));
+            }
+        };
+        let check_in = async {
+            if !std::mem::replace(&mut self.checked_in, true) {
+                if let Some(task) = self.maintenance.take() {
+                    task.abort();
+                }
+                if let Some(consumption) = self.consumption.take() {
+                    license::check_in(&self.clients, &consumption).await;
+                }
+            }
+        };
+        tokio::join!(report, check_in);
     }
 
     /// The end: stop metering, report all usage, the open hour included,
@@ -109,7 +123,7 @@ impl ShutdownWork {
             // report that has already gone.
             entitlement::stop_metering();
             task.abort();
-            pipeline.lock().await.flush().await;
+            metering::flush(pipeline).await;
         }
         self.check_in().await;
     }

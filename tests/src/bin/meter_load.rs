@@ -20,6 +20,9 @@ fn unit() -> Result<(), AppError> {
 fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let recorded = Arc::new(AtomicU64::new(0));
+    // `ready` is printed only once SIGTERM is caught here too: a signal that
+    // came earlier would reach only the runtime, and main would never stop.
+    let (registered, wait_registered) = std::sync::mpsc::channel();
     {
         let stop = Arc::clone(&stop);
         std::thread::spawn(move || {
@@ -31,7 +34,12 @@ fn main() {
                 let mut term =
                     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                         .expect("signal");
+                let _ = registered.send(());
                 term.recv().await;
+                // A buyer's program that goes on after SIGTERM until killed.
+                if std::env::args().any(|a| a == "--ignore-sigterm") {
+                    std::future::pending::<()>().await;
+                }
             });
             stop.store(true, Ordering::SeqCst);
         });
@@ -49,6 +57,7 @@ fn main() {
             })
         })
         .collect();
+    let _ = wait_registered.recv();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "ready");
     while !stop.load(Ordering::SeqCst) {
