@@ -750,3 +750,35 @@ async fn usage_dated_after_a_clock_correction_is_reported_in_the_current_hour() 
         [(("gb_scanned".to_owned(), hour(0)), 11)].into()
     );
 }
+
+/// A slow AWS never holds up checkpoints: the send runs outside the
+/// pipeline's lock, so usage keeps reaching the journal (the SIGKILL bound)
+/// while a request is outstanding.
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoints_go_on_while_a_report_is_slow() {
+    let _serial = serial().await;
+    let sim = simulator().await;
+    let dir = state_dir("slow");
+    let guard = start(&sim, "AKIDSLOW", &dir).await;
+    sim.inject(
+        Operation::MeterUsage,
+        Fault::Latency(Duration::from_secs(8)),
+        Trigger::NextCalls(1),
+    )
+    .expect("fault");
+    scan(4).expect("granted");
+    next_hour(&sim).await;
+    let before = status().metering.map_or(0, |m| m.checkpoints);
+    eventually("checkpoints during the slow report", || {
+        status()
+            .metering
+            .is_some_and(|m| m.checkpoints >= before + 25)
+    })
+    .await;
+    assert!(
+        accepted(&sim, "AKIDSLOW").is_empty(),
+        "the report was still outstanding"
+    );
+    eventually("reported", || !accepted(&sim, "AKIDSLOW").is_empty()).await;
+    guard.shutdown().await;
+}
