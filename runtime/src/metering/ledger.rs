@@ -13,6 +13,9 @@ use crate::usage::Tags;
 pub(super) const WINDOW: i64 = 6 * HOUR;
 /// Records are carried forward this long before they would fall out.
 pub(super) const WINDOW_MARGIN: i64 = 10 * 60;
+/// A new record keeps at least this much of AWS's window, so one short
+/// outage cannot push it out again at once.
+pub(super) const MIN_WINDOW_LEFT: i64 = HOUR;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum RecordState {
@@ -277,6 +280,31 @@ impl Ledger {
             keep
         });
         (records - self.records.len(), units)
+    }
+
+    /// The first hour from `start` up to `last` (inclusive) that this task
+    /// has not reported for `d`, that AWS accepts for at least another
+    /// [`MIN_WINDOW_LEFT`] after `now`, and that is not before
+    /// `started_hour` (AWS: a timestamp must not precede the start of the
+    /// software's usage).
+    pub(super) fn free_hour(
+        &self,
+        d: &str,
+        start: i64,
+        last: i64,
+        now: i64,
+        started_hour: i64,
+    ) -> Option<i64> {
+        let oldest = now - WINDOW + WINDOW_MARGIN + MIN_WINDOW_LEFT;
+        let earliest = oldest + (HOUR - oldest.rem_euclid(HOUR)) % HOUR;
+        let mut h = start.max(earliest).max(started_hour);
+        while h <= last {
+            if !self.taken(d, h) {
+                return Some(h);
+            }
+            h += HOUR;
+        }
+        None
     }
 
     pub(super) fn taken(&self, d: &str, h: i64) -> bool {
@@ -635,5 +663,30 @@ mod tests {
             replayed.apply(&e);
         }
         assert_eq!(replayed.records, ledger.records);
+    }
+
+    #[test]
+    fn a_new_record_keeps_an_hour_of_window_and_never_predates_the_process() {
+        let mut ledger = Ledger::default();
+        let now = 20 * HOUR + 30 * 60;
+        // An hour whose window closes in 40 minutes is not offered.
+        let five_and_a_half_ago = now - WINDOW + 40 * 60;
+        let h = ledger
+            .free_hour("a", 0, 20 * HOUR, now, 0)
+            .expect("an hour");
+        assert!(h + WINDOW - WINDOW_MARGIN - now >= MIN_WINDOW_LEFT, "{h}");
+        assert!(h > five_and_a_half_ago - HOUR);
+        // Nor an hour before the process started.
+        assert_eq!(
+            ledger.free_hour("a", 0, 20 * HOUR, now, 19 * HOUR),
+            Some(19 * HOUR)
+        );
+        ledger.apply(&add("a", 19 * HOUR, 1));
+        ledger.apply(&assign("a", 19 * HOUR, 19 * HOUR, 1, "t"));
+        assert_eq!(
+            ledger.free_hour("a", 0, 20 * HOUR, now, 19 * HOUR),
+            Some(20 * HOUR)
+        );
+        assert_eq!(ledger.free_hour("a", 0, 19 * HOUR, now, 19 * HOUR), None);
     }
 }

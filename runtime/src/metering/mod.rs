@@ -62,16 +62,13 @@ use crate::status;
 use crate::time::{Clock, HOUR, epoch_secs, hour_label, hour_of};
 use crate::usage::{Tags, take_tagged};
 use journal::{Damage, Event, Journal, JournalError, Recovered};
-use ledger::{Ledger, RecordState, WINDOW, WINDOW_MARGIN, alloc_field};
+use ledger::{Ledger, RecordState, alloc_field};
 
 /// At most 2500 allocations per record (the Metering model's
 /// `UsageAllocations`).
 const MAX_ALLOCATIONS: usize = 2500;
 /// Compact the journal beyond this size.
 const COMPACT_AT: u64 = 256 * 1024;
-/// A record made from carried units keeps at least this much of AWS's
-/// window, so one short outage cannot push it out again at once.
-const MIN_WINDOW_LEFT: i64 = HOUR;
 /// The first report of an hour waits a random part of this window (or of
 /// six checkpoint intervals, if shorter), so that tasks started together do
 /// not all call AWS in the same second.
@@ -364,20 +361,10 @@ impl Pipeline {
         self.checkpoints += 1;
     }
 
-    /// The first hour from `start` up to `last` (inclusive) that this task
-    /// has not reported for `d`, that AWS accepts for at least another
-    /// [`MIN_WINDOW_LEFT`], and that is not before this process started.
+    /// See [`Ledger::free_hour`].
     fn free_hour(&self, d: &str, start: i64, last: i64, now: SystemTime) -> Option<i64> {
-        let oldest = epoch_secs(now) - WINDOW + WINDOW_MARGIN + MIN_WINDOW_LEFT;
-        let earliest = oldest + (HOUR - oldest.rem_euclid(HOUR)) % HOUR;
-        let mut h = start.max(earliest).max(self.started_hour);
-        while h <= last {
-            if !self.ledger.taken(d, h) {
-                return Some(h);
-            }
-            h += HOUR;
-        }
-        None
+        self.ledger
+            .free_hour(d, start, last, epoch_secs(now), self.started_hour)
     }
 
     /// Turns ended hours' buckets into records (and, when `flushing`, the
