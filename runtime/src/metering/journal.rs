@@ -35,6 +35,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::digest::{SHA256, digest};
@@ -240,6 +241,23 @@ pub(crate) enum JournalError {
     NewerVersion { path: PathBuf, found: u32 },
 }
 
+/// Opens `path` as a regular file, never blocking and never following a
+/// symbolic link: a FIFO, device or link planted in the state directory is
+/// refused instead of hanging the runtime's thread or redirecting writes.
+fn open_regular(path: &Path, options: &mut OpenOptions) -> std::io::Result<File> {
+    let file = options
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    if file.metadata()?.file_type().is_file() {
+        Ok(file)
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ))
+    }
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
     move |source| JournalError::Io {
         path: path.to_path_buf(),
@@ -374,23 +392,21 @@ impl Journal {
             .collect();
         let path = dir.join(format!("metering-{safe}.journal"));
         let lock_path = dir.join(format!("metering-{safe}.lock"));
-        let lock = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(io(&lock_path))?;
+        let lock = open_regular(
+            &lock_path,
+            OpenOptions::new().write(true).create(true).truncate(false),
+        )
+        .map_err(io(&lock_path))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Err(JournalError::Locked(path)),
             Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
         }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(io(&path))?;
+        let mut file = open_regular(
+            &path,
+            OpenOptions::new().read(true).append(true).create(true),
+        )
+        .map_err(io(&path))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io(&path))?;
         let decoded = decode(&bytes);
@@ -430,9 +446,14 @@ impl Journal {
             _lock: lock,
             size,
         };
-        if damage.is_some() || size == 0 {
-            // Start from a clean file holding exactly what was recovered.
+        if size == 0 {
+            // A new journal: its header first.
             journal.compact(product, &events)?;
+        } else if damage.is_some() {
+            // Left as it is: the pipeline rewrites it at once from what it
+            // makes of the recovered events (distrusting what the damage may
+            // have hidden). A clean copy of the raw events written here
+            // first would, after a crash, hide that there was damage.
         } else if decoded.torn_tail > 0 {
             // Cut the torn frame off, so appends follow intact frames.
             journal.size = size - decoded.torn_tail;
@@ -498,20 +519,21 @@ impl Journal {
         all.extend_from_slice(events);
         let bytes = encode(&all);
         let tmp = self.path.with_extension("journal.tmp");
-        let written = File::create(&tmp).and_then(|mut f| {
-            f.write_all(&bytes)?;
-            f.sync_all()
-        });
+        // A fresh file: whatever sits at that name (a leftover, or a FIFO
+        // or link someone planted) is removed, never opened.
+        let _ = std::fs::remove_file(&tmp);
+        let written = open_regular(&tmp, OpenOptions::new().write(true).create_new(true))
+            .and_then(|mut f| {
+                f.write_all(&bytes)?;
+                f.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&tmp, &self.path));
         if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);
             return Err(io(&tmp)(e));
         }
-        std::fs::rename(&tmp, &self.path).map_err(io(&self.path))?;
         sync_dir(&self.path)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(&self.path)
+        let file = open_regular(&self.path, OpenOptions::new().read(true).append(true))
             .map_err(io(&self.path))?;
         self.file = file;
         self.size = bytes.len() as u64;
@@ -523,7 +545,12 @@ impl Journal {
 /// survives a power loss.
 fn sync_dir(path: &Path) -> Result<(), JournalError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
 }
 
 /// Keeps a copy of a damaged journal for inspection, and removes all but
@@ -531,7 +558,10 @@ fn sync_dir(path: &Path) -> Result<(), JournalError> {
 /// stop recovery.
 fn keep_damaged_copy(path: &Path, bytes: &[u8]) -> Option<PathBuf> {
     let kept_as = path.with_extension(format!("damaged-{}", crate::status::now_secs()));
-    std::fs::write(&kept_as, bytes).ok()?;
+    let _ = std::fs::remove_file(&kept_as);
+    open_regular(&kept_as, OpenOptions::new().write(true).create_new(true))
+        .and_then(|mut f| f.write_all(bytes))
+        .ok()?;
     let name = path.file_name()?.to_string_lossy().into_owned();
     let stem = name.trim_end_matches("journal");
     let mut copies: Vec<PathBuf> = std::fs::read_dir(path.parent()?)
@@ -765,5 +795,43 @@ mod tests {
         drop(j);
         let (_, r) = open(&d);
         assert_eq!(r.events, [add(6), add(7)]);
+    }
+
+    #[test]
+    fn a_fifo_or_link_planted_in_the_state_directory_is_refused_not_waited_on() {
+        let d = dir("fifo");
+        std::fs::create_dir_all(&d).expect("mkdir");
+        let path = d.join("metering-p1.journal");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        // Opening would block for ever on a FIFO; it must fail at once.
+        assert!(matches!(
+            Journal::open(&d, "p1"),
+            Err(JournalError::Io { .. })
+        ));
+        std::fs::remove_file(&path).expect("rm fifo");
+        // A link to a file elsewhere is not followed.
+        let elsewhere = d.join("elsewhere");
+        std::fs::write(&elsewhere, b"").expect("target");
+        std::os::unix::fs::symlink(&elsewhere, &path).expect("symlink");
+        assert!(matches!(
+            Journal::open(&d, "p1"),
+            Err(JournalError::Io { .. })
+        ));
+        std::fs::remove_file(&path).expect("rm link");
+        // A FIFO at the temporary name is replaced, not opened.
+        let (mut j, _) = open(&d);
+        let tmp = path.with_extension("journal.tmp");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&tmp)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        j.compact("p1", &[add(1)]).expect("compact");
+        drop(j);
+        assert_eq!(open(&d).1.events, [add(1)]);
     }
 }

@@ -62,10 +62,13 @@ impl Ledger {
 
     pub(super) fn give(&mut self, d: &str, h: i64, t: &Tags, q: u64) {
         if q > 0 {
-            *self
+            // Saturating: a forged quantity near u64::MAX must not wrap
+            // around and subtract from real usage.
+            let bucket = self
                 .buckets
                 .entry((d.to_owned(), h, t.clone()))
-                .or_default() += q;
+                .or_default();
+            *bucket = bucket.saturating_add(q);
         }
     }
 
@@ -154,7 +157,7 @@ impl Ledger {
         match event {
             Event::Attempt { dimension, hour } => {
                 if let Some(r) = self.record_mut(dimension, *hour) {
-                    r.doubt += 1;
+                    r.doubt = r.doubt.saturating_add(1);
                 }
             }
             Event::NotDelivered { dimension, hour } => {
@@ -218,7 +221,7 @@ impl Ledger {
             };
             let (d, h) = key;
             match record.state {
-                RecordState::Pending if record.doubt == 0 => {
+                RecordState::Pending if record.doubt == 0 && !record.suspect => {
                     for (t, q) in &record.parts {
                         self.give(&d, now_hour, t, u64::from(*q));
                     }
@@ -688,5 +691,16 @@ mod tests {
             Some(20 * HOUR)
         );
         assert_eq!(ledger.free_hour("a", 0, 19 * HOUR, now, 19 * HOUR), None);
+    }
+
+    #[test]
+    fn a_forged_huge_quantity_saturates_and_never_subtracts_from_real_usage() {
+        let mut ledger = Ledger::default();
+        ledger.apply(&add("a", 0, u64::MAX - 5));
+        ledger.apply(&add("a", 0, 10));
+        assert_eq!(
+            ledger.buckets.get(&("a".to_owned(), 0, Vec::new())),
+            Some(&u64::MAX)
+        );
     }
 }

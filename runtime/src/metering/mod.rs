@@ -93,6 +93,62 @@ pub(crate) enum SendStop {
     Transient(AwsFailure),
     /// The journal cannot be kept in step and cannot be removed.
     JournalStale,
+    /// The task sending reports ended abnormally.
+    Failed,
+}
+
+/// How long usage that is due (its hour ended) has waited for a report.
+///
+/// The wait runs from the end of the oldest hour still unreported (or from
+/// when the wait began, if earlier) until nothing is due and no write-off
+/// is left unanswered by a report that went through. One report that goes
+/// through does not reset it while older usage still waits; a write-off
+/// (unconfirmed, or refused for good) cannot stand in for a report; and
+/// the wait also accumulates on the monotonic clock, so setting the wall
+/// clock back does not shorten it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Overdue {
+    since: Option<SystemTime>,
+    waited: Duration,
+    /// A record was written off since the last report that went through.
+    awaiting_report: bool,
+}
+
+impl Overdue {
+    /// Updates the wait at `now`, given the end of the oldest hour still due
+    /// (if any), whether a report just went through, and the monotonic
+    /// time since the last update. Returns the wait.
+    fn update(
+        &mut self,
+        now: SystemTime,
+        due: Option<SystemTime>,
+        reported: bool,
+        ticked: Duration,
+    ) -> Duration {
+        if reported {
+            self.awaiting_report = false;
+        }
+        if due.is_none() && !self.awaiting_report {
+            *self = Overdue::default();
+            return Duration::ZERO;
+        }
+        let since = match (self.since, due) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) => a,
+            (None, Some(b)) => b,
+            (None, None) => now,
+        };
+        self.since = Some(since);
+        let wall = now.duration_since(since).unwrap_or_default();
+        self.waited = (self.waited + ticked).max(wall);
+        self.waited
+    }
+
+    /// A record was written off: only a report that goes through ends the
+    /// wait now.
+    fn written_off(&mut self) {
+        self.awaiting_report = true;
+    }
 }
 
 pub(crate) struct Pipeline {
@@ -118,8 +174,9 @@ pub(crate) struct Pipeline {
     recovered: bool,
     /// The hour this process started: no record it makes is dated earlier.
     started_hour: i64,
-    /// Since when usage that is due (its hour ended) has waited for a report.
-    overdue_since: Option<SystemTime>,
+    /// How long due usage has waited for a report.
+    overdue: Overdue,
+    last_enforced: Option<std::time::Instant>,
     /// Whether `#[metered]` calls are denied because reporting is blocked.
     blocked: bool,
 }
@@ -162,7 +219,8 @@ impl Pipeline {
             checkpoints: 0,
             recovered: false,
             started_hour,
-            overdue_since: None,
+            overdue: Overdue::default(),
+            last_enforced: None,
             blocked: false,
         };
         pipeline.open_journal();
@@ -533,23 +591,18 @@ impl Pipeline {
         buckets.chain(records).min()
     }
 
-    /// Denies or allows `#[metered]` calls by how long due usage has waited.
-    /// `reported` is set after a report succeeded: waiting starts anew.
+    /// Denies or allows `#[metered]` calls by how long due usage has waited
+    /// (see [`Overdue`]). `reported`: a report just went through.
     fn enforce_bound(&mut self, now: SystemTime, reported: bool) {
-        let now_hour = hour_of(now);
-        match self.due(now_hour) {
-            None => self.overdue_since = None,
-            Some(_) if reported => self.overdue_since = Some(now),
-            Some(hour) => {
-                // Recovered usage has waited since its hour ended.
-                let since = crate::time::at_hour(hour + HOUR).min(now);
-                self.overdue_since.get_or_insert(since);
-            }
-        }
-        let overdue = self
-            .overdue_since
-            .and_then(|since| now.duration_since(since).ok())
+        let due = self
+            .due(hour_of(now))
+            .map(|hour| crate::time::at_hour(hour + HOUR).min(now));
+        let ticked = self
+            .last_enforced
+            .replace(std::time::Instant::now())
+            .map(|t| t.elapsed())
             .unwrap_or_default();
+        let overdue = self.overdue.update(now, due, reported, ticked);
         let blocked = overdue > self.settings.max_unreported;
         if blocked != self.blocked {
             self.blocked = blocked;
@@ -632,10 +685,7 @@ impl Pipeline {
             last_flush: self.last_flush,
             checkpoints: self.checkpoints,
             oldest_unreported_secs: oldest.map(|h| u64::try_from(epoch_secs(now) - h).unwrap_or(0)),
-            overdue_secs: self
-                .overdue_since
-                .and_then(|since| now.duration_since(since).ok())
-                .map(|d| d.as_secs()),
+            overdue_secs: self.overdue.since.map(|_| self.overdue.waited.as_secs()),
             max_unreported_secs: self.settings.max_unreported.as_secs(),
             reporting_blocked: self.blocked,
         });
@@ -728,12 +778,19 @@ pub(crate) async fn run(pipeline: Arc<tokio::sync::Mutex<Pipeline>>, every: Dura
     loop {
         ticker.tick().await;
         if let Some(handle) = in_flight.0.take_if(|h| h.is_finished()) {
-            match handle.await {
-                Ok(Ok(())) | Err(_) => {
+            let result = match handle.await {
+                Ok(result) => result,
+                Err(join) => {
+                    tracing::error!(target: "marketgate", %join, "a usage report task failed");
+                    Err(SendStop::Failed)
+                }
+            };
+            match result {
+                Ok(()) => {
                     failures = 0;
                     status::recover("metering");
                 }
-                Ok(Err(stop)) => {
+                Err(stop) => {
                     failures = failures.saturating_add(1);
                     let delay = backoff.delay(failures);
                     tracing::warn!(target: "marketgate", ?stop, ?delay, "usage reports deferred");
@@ -745,6 +802,7 @@ pub(crate) async fn run(pipeline: Arc<tokio::sync::Mutex<Pipeline>>, every: Dura
                             "usage reports are held back until the journal can be written"
                                 .to_owned()
                         }
+                        SendStop::Failed => "a usage report task failed; retrying".to_owned(),
                     };
                     status::degrade("metering", why);
                     next_send = tokio::time::Instant::now() + delay;
@@ -773,5 +831,59 @@ pub(crate) async fn checkpoint_only(pipeline: Arc<tokio::sync::Mutex<Pipeline>>,
     loop {
         ticker.tick().await;
         pipeline.lock().await.tick();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: u64 = 1_800_000_000;
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(T0 + secs)
+    }
+
+    #[test]
+    fn one_report_that_goes_through_does_not_reset_the_wait_of_older_usage() {
+        let mut o = Overdue::default();
+        assert_eq!(
+            o.update(at(0), Some(at(0)), false, Duration::ZERO),
+            Duration::ZERO
+        );
+        let waited = o.update(at(7200), Some(at(0)), true, Duration::ZERO);
+        assert_eq!(waited, Duration::from_hours(2), "older usage still waits");
+        // Everything reported: the wait ends.
+        assert_eq!(
+            o.update(at(7300), None, true, Duration::ZERO),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn a_write_off_keeps_the_wait_running_until_a_report_goes_through() {
+        let mut o = Overdue::default();
+        o.update(at(0), Some(at(0)), false, Duration::ZERO);
+        o.written_off();
+        // Nothing is due any more, but nothing was reported either.
+        let waited = o.update(at(9000), None, false, Duration::ZERO);
+        assert_eq!(waited, Duration::from_mins(150));
+        assert_eq!(
+            o.update(at(9100), None, true, Duration::ZERO),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn setting_the_clock_back_does_not_shorten_the_wait() {
+        let mut o = Overdue::default();
+        o.update(at(0), Some(at(0)), false, Duration::ZERO);
+        assert_eq!(
+            o.update(at(3600), Some(at(0)), false, Duration::from_hours(1)),
+            Duration::from_hours(1)
+        );
+        // The wall clock is set back an hour; a minute passes.
+        let waited = o.update(at(0), Some(at(0)), false, Duration::from_mins(1));
+        assert_eq!(waited, Duration::from_mins(61));
     }
 }

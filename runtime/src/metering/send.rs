@@ -183,6 +183,13 @@ impl Pipeline {
     ) -> Result<(), SendStop> {
         let now = self.now();
         let now_hour = hour_of(now);
+        // An answer to a request this record no longer waits for (a send
+        // aborted at a signal may still answer after the flush's own): the
+        // record's state is already decided.
+        let current = self.ledger.records.get(&(d.clone(), h));
+        if current.is_none_or(|r| r.state != RecordState::Pending || r.token != record.token) {
+            return Ok(());
+        }
         let failure = match result {
             Ok(id) => {
                 status::record_call("MeterUsage", Ok(()));
@@ -244,6 +251,7 @@ impl Pipeline {
                     code,
                     message,
                 }]);
+                self.overdue.written_off();
             }
             Verdict::Retry => return Err(SendStop::Transient(failure)),
         }
@@ -291,6 +299,7 @@ impl Pipeline {
             code: "Unconfirmed".to_owned(),
             message,
         }]);
+        self.overdue.written_off();
     }
 
     /// A record about to leave the 6-hour window without confirmation.
