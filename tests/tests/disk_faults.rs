@@ -98,7 +98,7 @@ fn signal(run: &Run, name: &str) {
 }
 
 /// The last count a run printed (after it ended: every line it wrote).
-fn printed(run: Run, prefix: &str) -> (u64, Vec<String>) {
+fn printed(run: &Run, prefix: &str) -> (u64, Vec<String>) {
     let lines: Vec<String> = run.lines.iter().collect();
     let n = lines
         .iter()
@@ -153,7 +153,7 @@ async fn a_journal_that_can_be_neither_rewritten_nor_removed_holds_reports_back(
     signal(&run, "-KILL");
     let mut run = run;
     let _ = run.child.wait();
-    let (a, _) = printed(run, "R ");
+    let (a, _) = printed(&run, "R ");
     assert!(a > 0);
     // Run B takes the journal over but cannot rewrite or remove it.
     sim.clock().advance(Duration::from_hours(1));
@@ -180,7 +180,7 @@ async fn a_journal_that_can_be_neither_rewritten_nor_removed_holds_reports_back(
     signal(&run, "-KILL");
     let mut run = run;
     let _ = run.child.wait();
-    let (b, _) = printed(run, "R ");
+    let (b, _) = printed(&run, "R ");
     immutable(&dir, false);
     // A new container on the same volume drains the journal.
     sim.clock().advance(Duration::from_hours(1));
@@ -190,7 +190,7 @@ async fn a_journal_that_can_be_neither_rewritten_nor_removed_holds_reports_back(
     let mut run = run;
     let status = run.child.wait().expect("wait");
     assert_eq!(status.code(), Some(0));
-    let (c, lines) = printed(run, "F ");
+    let (c, lines) = printed(&run, "F ");
     let recorded = a + b + c + 2 * UNPRINTED;
     let billed = accepted(&sim, task);
     assert!(
