@@ -585,7 +585,6 @@ async fn sigterm_loses_nothing_across_restarts() {
     );
 }
 
-
 /// Runs a child for a few checkpoints, then kills it; returns the last
 /// count it printed.
 fn run_and_kill(sim: &Simulator, task: &str, dir: &PathBuf) -> u64 {

@@ -45,34 +45,32 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 mod journal;
 mod ledger;
+mod overdue;
+mod recovery;
+pub(crate) mod run;
 mod send;
 
-use crate::aws::retry::Backoff;
 use crate::aws::{AwsFailure, Clients};
 use crate::catalog::{Catalog, MAX_DIMENSIONS, Product};
 use crate::counters;
 use crate::entitlement;
-use crate::random::{fraction, random_hex};
+use crate::random::random_hex;
 use crate::status;
 use crate::time::{Clock, HOUR, epoch_secs, hour_label, hour_of};
 use crate::usage::{Tags, take_tagged};
-use journal::{Damage, Event, Journal, JournalError, Recovered};
+use journal::{Event, Journal};
 use ledger::{Ledger, RecordState, alloc_field};
+use overdue::Overdue;
 
 /// At most 2500 allocations per record (the Metering model's
 /// `UsageAllocations`).
 const MAX_ALLOCATIONS: usize = 2500;
 /// Compact the journal beyond this size.
 const COMPACT_AT: u64 = 256 * 1024;
-/// The first report of an hour waits a random part of this window (or of
-/// six checkpoint intervals, if shorter), so that tasks started together do
-/// not all call AWS in the same second.
-const SEND_SPREAD: Duration = Duration::from_mins(1);
 
 // ---- the pipeline ----------------------------------------------------------
 
@@ -95,60 +93,6 @@ pub(crate) enum SendStop {
     JournalStale,
     /// The task sending reports ended abnormally.
     Failed,
-}
-
-/// How long usage that is due (its hour ended) has waited for a report.
-///
-/// The wait runs from the end of the oldest hour still unreported (or from
-/// when the wait began, if earlier) until nothing is due and no write-off
-/// is left unanswered by a report that went through. One report that goes
-/// through does not reset it while older usage still waits; a write-off
-/// (unconfirmed, or refused for good) cannot stand in for a report; and
-/// the wait also accumulates on the monotonic clock, so setting the wall
-/// clock back does not shorten it.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct Overdue {
-    since: Option<SystemTime>,
-    waited: Duration,
-    /// A record was written off since the last report that went through.
-    awaiting_report: bool,
-}
-
-impl Overdue {
-    /// Updates the wait at `now`, given the end of the oldest hour still due
-    /// (if any), whether a report just went through, and the monotonic
-    /// time since the last update. Returns the wait.
-    fn update(
-        &mut self,
-        now: SystemTime,
-        due: Option<SystemTime>,
-        reported: bool,
-        ticked: Duration,
-    ) -> Duration {
-        if reported {
-            self.awaiting_report = false;
-        }
-        if due.is_none() && !self.awaiting_report {
-            *self = Overdue::default();
-            return Duration::ZERO;
-        }
-        let since = match (self.since, due) {
-            (Some(a), Some(b)) => a.min(b),
-            (Some(a), None) => a,
-            (None, Some(b)) => b,
-            (None, None) => now,
-        };
-        self.since = Some(since);
-        let wall = now.duration_since(since).unwrap_or_default();
-        self.waited = (self.waited + ticked).max(wall);
-        self.waited
-    }
-
-    /// A record was written off: only a report that goes through ends the
-    /// wait now.
-    fn written_off(&mut self) {
-        self.awaiting_report = true;
-    }
 }
 
 pub(crate) struct Pipeline {
@@ -230,134 +174,6 @@ impl Pipeline {
 
     fn now(&self) -> SystemTime {
         (self.clock)()
-    }
-
-    /// Opens the journal; on success after running in memory, writes the
-    /// in-memory state into it.
-    fn open_journal(&mut self) {
-        let (mut journal, recovered) =
-            match Journal::open(&self.settings.state_dir, self.product.code()) {
-                Ok(opened) => opened,
-                Err(e) => return self.journal_failed(&e, false),
-            };
-        let now_hour = hour_of(self.now());
-        if !self.recovered {
-            // The previous run's journal, first readable now.
-            self.recover(&journal, recovered, now_hour);
-            self.recovered = true;
-        }
-        // Otherwise: this run's own journal, rewritten from memory (which
-        // holds everything it held, and more).
-        let snapshot = self.ledger.snapshot(now_hour);
-        if let Err(e) = journal.compact(self.product.code(), &snapshot) {
-            // The file holds history memory has now taken over.
-            self.journal = Some(journal);
-            return self.journal_failed(&e, true);
-        }
-        self.journal = Some(journal);
-        self.journal_error = None;
-        self.stale = None;
-        status::recover("journal");
-    }
-
-    /// Folds a previous run's journal into the ledger, distrusting what
-    /// damage may have falsified.
-    fn recover(&mut self, journal: &Journal, recovered: Recovered, now_hour: i64) {
-        let Recovered {
-            events,
-            torn_tail,
-            damage,
-        } = recovered;
-        let mut disk = Ledger::default();
-        for event in &events {
-            disk.apply(event);
-        }
-        let mut notes = Vec::new();
-        if torn_tail > 0 {
-            tracing::info!(
-                target: "marketgate",
-                bytes = torn_tail,
-                "the metering journal ended in an incomplete frame (a crash during a write); \
-                 nothing acted on was in it"
-            );
-        }
-        if let Some(Damage {
-            offset,
-            bytes,
-            kept_as,
-        }) = &damage
-        {
-            let dropped = disk.distrust();
-            notes.push(format!(
-                "{bytes} bytes from offset {offset} could not be read{}; {dropped} unreported \
-                 units in it were dropped (they may already have been billed) and pending \
-                 records are resent identically or reported, never carried",
-                kept_as
-                    .as_ref()
-                    .map(|p| format!(" (kept in {})", p.display()))
-                    .unwrap_or_default()
-            ));
-        }
-        let (records, units) = disk.drop_implausible(now_hour);
-        if records > 0 || units > 0 {
-            notes.push(format!(
-                "{records} records and {units} units dated after the next hour were dropped \
-                 (no run could have written them: the clock or the file is wrong)"
-            ));
-        }
-        if !notes.is_empty() {
-            let message = format!(
-                "the metering journal {} was damaged: {}",
-                journal.path().display(),
-                notes.join("; ")
-            );
-            tracing::error!(target: "marketgate", "{message}");
-            status::degrade("journal-damage", message.clone());
-            self.damage = Some(message);
-        }
-        for note in self.ledger.merge(disk, now_hour) {
-            tracing::warn!(target: "marketgate", "{note}");
-        }
-        if !events.is_empty() {
-            tracing::info!(
-                target: "marketgate",
-                journal = %journal.path().display(),
-                events = events.len(),
-                "metering journal recovered"
-            );
-        }
-    }
-
-    /// The journal failed. When its file holds this run's history
-    /// (`behind`), it is now behind memory and must not be replayed: it is
-    /// removed, or, when even that fails, sending stops until it can be
-    /// written or removed (see `SendStop::JournalStale`).
-    fn journal_failed(&mut self, error: &JournalError, behind: bool) {
-        let mut message = format!(
-            "{error}; usage is kept in memory and the journal retried at every checkpoint (a \
-             crash now would lose it). Mount a writable volume at the state directory or set \
-             MARKETGATE_STATE_DIR"
-        );
-        if let Some(journal) = self.journal.take()
-            && behind
-        {
-            match journal.discard() {
-                Ok(()) => self.stale = None,
-                Err(e) => {
-                    message = format!(
-                        "{error}; the journal cannot be removed either ({e}), so usage reports \
-                         are held back until it can be written (replaying it after a crash \
-                         would bill hours twice)"
-                    );
-                    self.stale = Some(journal.path().to_path_buf());
-                }
-            }
-        }
-        if self.journal_error.as_deref() != Some(message.as_str()) {
-            tracing::error!(target: "marketgate", "{message}");
-        }
-        status::degrade("journal", message.clone());
-        self.journal_error = Some(message);
     }
 
     /// Records `events`: journal first (when it works), then memory.
@@ -685,205 +501,9 @@ impl Pipeline {
             last_flush: self.last_flush,
             checkpoints: self.checkpoints,
             oldest_unreported_secs: oldest.map(|h| u64::try_from(epoch_secs(now) - h).unwrap_or(0)),
-            overdue_secs: self.overdue.since.map(|_| self.overdue.waited.as_secs()),
+            overdue_secs: self.overdue.waiting().map(|d| d.as_secs()),
             max_unreported_secs: self.settings.max_unreported.as_secs(),
             reporting_blocked: self.blocked,
         });
-    }
-}
-
-/// Sends every pending record (the lock is held only between calls), then
-/// publishes. Used by the background loop and by flushes.
-pub(crate) async fn send_all(pipeline: &tokio::sync::Mutex<Pipeline>) -> Result<(), SendStop> {
-    let result = send::send_pending(pipeline).await;
-    pipeline.lock().await.publish();
-    result
-}
-
-/// Reports everything, the open hour included, within the flush budget.
-/// Used at a signal and at the end.
-pub(crate) async fn flush(pipeline: &tokio::sync::Mutex<Pipeline>) {
-    let budget = {
-        let mut p = pipeline.lock().await;
-        let now = p.now();
-        p.checkpoint(now);
-        p.close(now, true);
-        p.settings.flush_budget
-    };
-    let backoff = Backoff {
-        initial: Duration::from_millis(100),
-        max: Duration::from_secs(2),
-        budget,
-    };
-    let sending = async {
-        let mut failures = 0;
-        loop {
-            match send::send_pending(pipeline).await {
-                Ok(()) => return,
-                Err(stop) => {
-                    failures += 1;
-                    tracing::warn!(target: "marketgate", ?stop, "flush retrying");
-                    tokio::time::sleep(backoff.delay(failures)).await;
-                }
-            }
-        }
-    };
-    if tokio::time::timeout(budget, sending).await.is_err() {
-        tracing::error!(
-            target: "marketgate",
-            ?budget,
-            "metering flush ran out of time; unconfirmed records stay in the journal and \
-             are resent, identically, at the next start"
-        );
-    }
-    let mut p = pipeline.lock().await;
-    // Calls admitted meanwhile: kept for the next report.
-    let now = p.now();
-    p.checkpoint(now);
-    p.last_flush = Some(status::now_secs());
-    p.publish();
-}
-
-/// The send in flight, aborted when dropped (when the loop that owns it is
-/// aborted at shutdown; an aborted request stays in doubt and is resent
-/// identically).
-#[derive(Default)]
-struct InFlight(Option<tokio::task::JoinHandle<Result<(), SendStop>>>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if let Some(handle) = &self.0 {
-            handle.abort();
-        }
-    }
-}
-
-/// The background loop: checkpoint every interval, close ended hours, and
-/// send in a task of its own (so a slow AWS never delays a checkpoint), with
-/// backoff while AWS is unavailable (from one interval up to 30, i.e. 5
-/// minutes with the default 10 s).
-pub(crate) async fn run(pipeline: Arc<tokio::sync::Mutex<Pipeline>>, every: Duration) {
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let spread = SEND_SPREAD.min(every * 6);
-    let backoff = Backoff {
-        initial: every,
-        max: every * 30,
-        budget: Duration::MAX,
-    };
-    let mut next_send = tokio::time::Instant::now();
-    let mut failures = 0u32;
-    let mut in_flight = InFlight::default();
-    let mut hour = None;
-    loop {
-        ticker.tick().await;
-        if let Some(handle) = in_flight.0.take_if(|h| h.is_finished()) {
-            let result = match handle.await {
-                Ok(result) => result,
-                Err(join) => {
-                    tracing::error!(target: "marketgate", %join, "a usage report task failed");
-                    Err(SendStop::Failed)
-                }
-            };
-            match result {
-                Ok(()) => {
-                    failures = 0;
-                    status::recover("metering");
-                }
-                Err(stop) => {
-                    failures = failures.saturating_add(1);
-                    let delay = backoff.delay(failures);
-                    tracing::warn!(target: "marketgate", ?stop, ?delay, "usage reports deferred");
-                    let why = match &stop {
-                        SendStop::Transient(failure) => {
-                            format!("usage reports are waiting for AWS: {failure}")
-                        }
-                        SendStop::JournalStale => {
-                            "usage reports are held back until the journal can be written"
-                                .to_owned()
-                        }
-                        SendStop::Failed => "a usage report task failed; retrying".to_owned(),
-                    };
-                    status::degrade("metering", why);
-                    next_send = tokio::time::Instant::now() + delay;
-                }
-            }
-        }
-        let now_hour = pipeline.lock().await.tick();
-        if hour.is_some_and(|h| h != now_hour) {
-            // An hour just closed: report it a random moment later.
-            let wait = spread.mul_f64(fraction());
-            next_send = next_send.max(tokio::time::Instant::now() + wait);
-        }
-        hour = Some(now_hour);
-        if in_flight.0.is_none() && tokio::time::Instant::now() >= next_send {
-            let pipeline = pipeline.clone();
-            in_flight.0 = Some(tokio::spawn(async move { send_all(&pipeline).await }));
-        }
-    }
-}
-
-/// After the report at a signal: keep checkpointing (and closing ended
-/// hours) without sending, until the final flush.
-pub(crate) async fn checkpoint_only(pipeline: Arc<tokio::sync::Mutex<Pipeline>>, every: Duration) {
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        pipeline.lock().await.tick();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const T0: u64 = 1_800_000_000;
-
-    fn at(secs: u64) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(T0 + secs)
-    }
-
-    #[test]
-    fn one_report_that_goes_through_does_not_reset_the_wait_of_older_usage() {
-        let mut o = Overdue::default();
-        assert_eq!(
-            o.update(at(0), Some(at(0)), false, Duration::ZERO),
-            Duration::ZERO
-        );
-        let waited = o.update(at(7200), Some(at(0)), true, Duration::ZERO);
-        assert_eq!(waited, Duration::from_hours(2), "older usage still waits");
-        // Everything reported: the wait ends.
-        assert_eq!(
-            o.update(at(7300), None, true, Duration::ZERO),
-            Duration::ZERO
-        );
-    }
-
-    #[test]
-    fn a_write_off_keeps_the_wait_running_until_a_report_goes_through() {
-        let mut o = Overdue::default();
-        o.update(at(0), Some(at(0)), false, Duration::ZERO);
-        o.written_off();
-        // Nothing is due any more, but nothing was reported either.
-        let waited = o.update(at(9000), None, false, Duration::ZERO);
-        assert_eq!(waited, Duration::from_mins(150));
-        assert_eq!(
-            o.update(at(9100), None, true, Duration::ZERO),
-            Duration::ZERO
-        );
-    }
-
-    #[test]
-    fn setting_the_clock_back_does_not_shorten_the_wait() {
-        let mut o = Overdue::default();
-        o.update(at(0), Some(at(0)), false, Duration::ZERO);
-        assert_eq!(
-            o.update(at(3600), Some(at(0)), false, Duration::from_hours(1)),
-            Duration::from_hours(1)
-        );
-        // The wall clock is set back an hour; a minute passes.
-        let waited = o.update(at(0), Some(at(0)), false, Duration::from_mins(1));
-        assert_eq!(waited, Duration::from_mins(61));
     }
 }

@@ -346,7 +346,10 @@ async fn run(
             },
             &baseline,
         )));
-        let ticker = tokio::spawn(metering::run(pipeline.clone(), options.checkpoint_every));
+        let ticker = tokio::spawn(metering::run::run(
+            pipeline.clone(),
+            options.checkpoint_every,
+        ));
         (pipeline, ticker)
     });
     reply.send(Ok(()));

@@ -92,8 +92,8 @@ impl ShutdownWork {
         let report = async {
             if let Some((pipeline, task)) = &mut self.metering {
                 task.abort();
-                metering::flush(pipeline).await;
-                *task = tokio::spawn(metering::checkpoint_only(
+                metering::run::flush(pipeline).await;
+                *task = tokio::spawn(metering::run::checkpoint_only(
                     pipeline.clone(),
                     self.checkpoint_every,
                 ));
@@ -123,7 +123,7 @@ impl ShutdownWork {
             // report that has already gone.
             entitlement::stop_metering();
             task.abort();
-            metering::flush(pipeline).await;
+            metering::run::flush(pipeline).await;
         }
         self.check_in().await;
     }
