@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -776,4 +776,113 @@ async fn usage_before_a_signal_is_reported_at_once_whatever_the_grace() {
         reported <= after + UNPRINTED,
         "never more than was recorded"
     );
+}
+
+/// Sets or clears the immutable attribute of `dir` (`chattr`, as root on
+/// ext4, xfs or btrfs).
+fn immutable(dir: &Path, on: bool) {
+    let flag = if on { "+i" } else { "-i" };
+    let output = std::process::Command::new("chattr")
+        .arg(flag)
+        .arg(dir)
+        .output()
+        .expect("chattr (e2fsprogs) must be installed");
+    assert!(
+        output.status.success(),
+        "chattr {flag} failed: {} (this test needs root and a file system with immutable \
+         attributes, such as ext4, xfs or btrfs, under target/)",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Clears the attribute even when the test fails, so `target/` stays
+/// removable.
+struct Mutable(PathBuf);
+
+impl Drop for Mutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Waits up to `limit` for `done`; returns whether it held.
+fn within(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    done()
+}
+
+/// A disk fault after the journal had been working, on a real file system:
+/// the state directory becomes immutable under a running process, so the
+/// journal can still be appended to but can be neither rewritten nor
+/// removed, and falls behind memory. Reporting from memory now would leave
+/// a journal that a restart replays into a second bill; nothing is sent
+/// until the journal can be written again, and a crash meanwhile leaves a
+/// journal that bills every hour once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_journal_that_can_be_neither_rewritten_nor_removed_holds_reports_back() {
+    // One child at a time: the timing bounds assume no other crash test runs.
+    let _serial = serial().await;
+    let sim = Simulator::start(config()).await.expect("simulator");
+    let task = "AKIDCRASHSTUCK";
+    let dir = state_dir("stuck");
+    let _mutable = Mutable(dir.clone());
+    // Run A journals an hour's usage and is killed.
+    let a = tokio::task::block_in_place(|| run_and_kill(&sim, task, &dir));
+    // Run B takes the journal over but cannot rewrite or remove it.
+    sim.clock().advance(Duration::from_hours(1));
+    immutable(&dir, true);
+    let mut run = tokio::task::block_in_place(|| spawn(&sim, task, &dir, true));
+    std::thread::sleep(CHECKPOINT * 3);
+    sim.clock().advance(Duration::from_hours(1));
+    let reported_while_stuck = within(CHECKPOINT * 15, || accepted(&sim, task) > 0);
+    assert!(
+        !reported_while_stuck,
+        "usage was reported from memory while the journal could not follow"
+    );
+    // The directory can be written again: the journal is rewritten from
+    // memory and the reports go out.
+    immutable(&dir, false);
+    assert!(
+        within(Duration::from_secs(20), || accepted(&sim, task) > 0),
+        "reports did not resume once the journal could be written"
+    );
+    // Stuck again, a new hour, then a crash.
+    immutable(&dir, true);
+    sim.clock().advance(Duration::from_hours(1));
+    std::thread::sleep(CHECKPOINT * 10);
+    signal(&run.child, "-KILL");
+    let _ = run.child.wait();
+    let b = run
+        .lines
+        .iter()
+        .filter_map(|(_, line)| count(&line, "R "))
+        .max()
+        .unwrap_or(0);
+    immutable(&dir, false);
+    // A new container on the same volume drains the journal.
+    sim.clock().advance(Duration::from_hours(1));
+    let run = tokio::task::block_in_place(|| spawn(&sim, task, &dir, true));
+    std::thread::sleep(CHECKPOINT * 4);
+    let (c, status) = tokio::task::block_in_place(|| terminate(run));
+    let recorded = a + b + c + 2 * UNPRINTED;
+    let billed = accepted(&sim, task);
+    assert!(
+        billed <= recorded,
+        "billed {billed} of at most {recorded} recorded: an hour was billed twice; {status}"
+    );
+    let duplicates = sim
+        .calls()
+        .iter()
+        .filter(|c| c.error_code.as_deref() == Some("DuplicateRequestException"))
+        .count();
+    assert_eq!(duplicates, 0, "no hour of this task was sent twice");
 }
