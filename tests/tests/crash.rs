@@ -585,6 +585,26 @@ async fn sigterm_loses_nothing_across_restarts() {
     );
 }
 
+/// Kills a run and returns the last count it printed (every line it wrote
+/// reaches the channel before the pipe closes).
+fn kill_and_count(mut run: Run) -> u64 {
+    signal(&run.child, "-KILL");
+    let _ = run.child.wait();
+    run.lines
+        .iter()
+        .filter_map(|(_, line)| count(&line, "R "))
+        .max()
+        .unwrap_or(0)
+}
+
+/// How many calls AWS answered with `DuplicateRequestException`.
+fn duplicate_answers(sim: &Simulator) -> usize {
+    sim.calls()
+        .iter()
+        .filter(|c| c.error_code.as_deref() == Some("DuplicateRequestException"))
+        .count()
+}
+
 /// Runs a child for a few checkpoints, then kills it; returns the last
 /// count it printed.
 fn run_and_kill(sim: &Simulator, task: &str, dir: &PathBuf) -> u64 {
@@ -682,27 +702,15 @@ async fn a_journal_that_could_not_be_rewritten_is_never_replayed_to_bill_twice()
     // squats the temporary file's name, as a full disk would fail it).
     let tmp = dir.join(format!("metering-{USAGE}.journal.tmp"));
     std::fs::create_dir_all(&tmp).expect("squat");
-    let mut run = tokio::task::block_in_place(|| spawn(&sim, task, &dir, true));
+    let run = tokio::task::block_in_place(|| spawn(&sim, task, &dir, true));
     // B carries A's usage into its own first hour (no record of B's may
     // predate its start), reports that hour when it ends, then dies.
     std::thread::sleep(CHECKPOINT * 3);
     sim.clock().advance(Duration::from_hours(1));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while accepted(&sim, task) == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    within(Duration::from_secs(20), || accepted(&sim, task) > 0);
     let billed_by_b = accepted(&sim, task);
     assert!(billed_by_b > 0, "run B reported nothing");
-    signal(&run.child, "-KILL");
-    let _ = run.child.wait();
-    // Every line it printed, up to the kill.
-    let printed = run
-        .lines
-        .iter()
-        .filter_map(|(_, line)| count(&line, "R "))
-        .max()
-        .unwrap_or(0);
-    upper += printed + UNPRINTED;
+    upper += kill_and_count(run) + UNPRINTED;
     // The disk recovers; run C starts on whatever B left.
     std::fs::remove_dir_all(&tmp).expect("unsquat");
     sim.clock().advance(Duration::from_hours(1));
@@ -714,12 +722,11 @@ async fn a_journal_that_could_not_be_rewritten_is_never_replayed_to_bill_twice()
         billed <= upper,
         "billed {billed} of at most {upper} recorded: an hour was billed twice"
     );
-    let duplicates = sim
-        .calls()
-        .iter()
-        .filter(|c| c.error_code.as_deref() == Some("DuplicateRequestException"))
-        .count();
-    assert_eq!(duplicates, 0, "no hour of this task was sent twice");
+    assert_eq!(
+        duplicate_answers(&sim),
+        0,
+        "no hour of this task was sent twice"
+    );
 }
 
 /// Usage recorded before SIGTERM is reported at once, not when `main`
@@ -753,10 +760,7 @@ async fn usage_before_a_signal_is_reported_at_once_whatever_the_grace() {
         .unwrap_or(0);
     assert!(before > 0);
     signal(&run.child, "-TERM");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while accepted(&sim, task) < before && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    within(Duration::from_secs(20), || accepted(&sim, task) >= before);
     let alive = run.child.try_wait().expect("wait").is_none();
     let reported = accepted(&sim, task);
     signal(&run.child, "-KILL");
@@ -840,7 +844,7 @@ async fn a_journal_that_can_be_neither_rewritten_nor_removed_holds_reports_back(
     // Run B takes the journal over but cannot rewrite or remove it.
     sim.clock().advance(Duration::from_hours(1));
     immutable(&dir, true);
-    let mut run = tokio::task::block_in_place(|| spawn(&sim, task, &dir, true));
+    let run = tokio::task::block_in_place(|| spawn(&sim, task, &dir, true));
     std::thread::sleep(CHECKPOINT * 3);
     sim.clock().advance(Duration::from_hours(1));
     let reported_while_stuck = within(CHECKPOINT * 15, || accepted(&sim, task) > 0);
@@ -859,14 +863,7 @@ async fn a_journal_that_can_be_neither_rewritten_nor_removed_holds_reports_back(
     immutable(&dir, true);
     sim.clock().advance(Duration::from_hours(1));
     std::thread::sleep(CHECKPOINT * 10);
-    signal(&run.child, "-KILL");
-    let _ = run.child.wait();
-    let b = run
-        .lines
-        .iter()
-        .filter_map(|(_, line)| count(&line, "R "))
-        .max()
-        .unwrap_or(0);
+    let b = kill_and_count(run);
     immutable(&dir, false);
     // A new container on the same volume drains the journal.
     sim.clock().advance(Duration::from_hours(1));
@@ -879,10 +876,9 @@ async fn a_journal_that_can_be_neither_rewritten_nor_removed_holds_reports_back(
         billed <= recorded,
         "billed {billed} of at most {recorded} recorded: an hour was billed twice; {status}"
     );
-    let duplicates = sim
-        .calls()
-        .iter()
-        .filter(|c| c.error_code.as_deref() == Some("DuplicateRequestException"))
-        .count();
-    assert_eq!(duplicates, 0, "no hour of this task was sent twice");
+    assert_eq!(
+        duplicate_answers(&sim),
+        0,
+        "no hour of this task was sent twice"
+    );
 }
