@@ -141,7 +141,8 @@ pub(crate) async fn aws(shared: &Shared, request: Request<Incoming>) -> Reply {
         .state()
         .task(&caller.access_key_id, shared.clock.now());
 
-    let decision = shared.faults.decide(operation);
+    // A fault may target one task, which the access key id names.
+    let decision = shared.faults.decide(operation, &caller.access_key_id);
     if !decision.latency.is_zero() {
         log.fault = Some(FaultKind::Latency);
         tokio::time::sleep(decision.latency).await;

@@ -1,6 +1,11 @@
 //! Fault injection: make an operation throttle, fail, slow down, drop the
 //! connection or lose its response, for the next N calls or with a
-//! probability.
+//! probability, for every caller or for one task.
+//!
+//! The simulator tells tasks apart by the access key id their requests are
+//! signed with, so a rule [`FaultRule::for_task`] fires only on that task's
+//! calls: one replica of a service can lose its connection while the others
+//! carry on.
 //!
 //! Faults are decided after authentication, and the request body is read
 //! before any of them answers, so the call log shows what was sent. Most
@@ -116,6 +121,7 @@ const SERVER_ERROR_STATUSES: [u16; 4] = [500, 502, 503, 504];
 /// {"operation": "MeterUsage", "fault": "StoreThenDrop", "nextCalls": 1}
 /// {"operation": "MeterUsage", "fault": "Error", "code": "AccessDeniedException", "nextCalls": 1}
 /// {"operation": "MeterUsage", "fault": "ServerError", "status": 503, "stored": true, "nextCalls": 1}
+/// {"operation": "ExtendLicenseConsumption", "fault": "DropConnection", "probability": 1.0, "task": "AKIDA"}
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -125,6 +131,10 @@ pub struct FaultRule {
     pub id: u64,
     /// The operation it applies to.
     pub operation: Operation,
+    /// The task (`SigV4` access key id) whose calls it applies to; `None`
+    /// for every caller. Calls of other tasks neither fire nor consume it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
     /// `Throttling`, `RateLimitExceeded`, `InternalError`, `Latency`,
     /// `DropConnection`, `StoreThenDrop`, `Error` or `ServerError`.
     pub fault: FaultKind,
@@ -187,6 +197,7 @@ impl FaultRule {
         let mut rule = Self {
             id: 0,
             operation,
+            task: None,
             fault: kind,
             latency_ms: None,
             code: None,
@@ -261,12 +272,40 @@ impl FaultRule {
         Ok(rule)
     }
 
+    /// Limits the rule to the calls of one task, named by the access key id
+    /// its requests are signed with.
+    ///
+    /// ```
+    /// use marketgate_simulator::{Fault, FaultRule, Operation, Trigger};
+    ///
+    /// // Only AKIDA's next extension loses its connection.
+    /// let rule = FaultRule::new(
+    ///     Operation::ExtendLicenseConsumption,
+    ///     Fault::DropConnection,
+    ///     Trigger::NextCalls(1),
+    /// )?
+    /// .for_task("AKIDA");
+    /// assert_eq!(rule.task.as_deref(), Some("AKIDA"));
+    /// # Ok::<(), marketgate_simulator::Error>(())
+    /// ```
+    #[must_use]
+    pub fn for_task(mut self, access_key_id: impl Into<String>) -> Self {
+        self.task = Some(access_key_id.into());
+        self
+    }
+
     /// Rebuilds a rule received over the inspection API, checking it as
     /// [`FaultRule::new`] does.
     ///
     /// # Errors
-    /// As [`FaultRule::new`], and when the parameters do not fit the kind.
+    /// As [`FaultRule::new`], when the parameters do not fit the kind, and
+    /// when `task` is empty (no signed request has an empty access key id).
     pub fn validated(self) -> Result<Self, Error> {
+        if self.task.as_deref().is_some_and(str::is_empty) {
+            return Err(Error::Fault(
+                "task must name an access key id, not be empty".to_owned(),
+            ));
+        }
         let fault = self.to_fault()?;
         let trigger = match (self.next_calls, self.probability) {
             (Some(n), None) => Trigger::NextCalls(n),
@@ -277,7 +316,17 @@ impl FaultRule {
                 ));
             }
         };
-        Self::new(self.operation, fault, trigger)
+        let rule = Self::new(self.operation, fault, trigger)?;
+        Ok(match self.task {
+            Some(task) => rule.for_task(task),
+            None => rule,
+        })
+    }
+
+    /// Whether the rule applies to a call of `operation` by the task
+    /// `access_key_id`.
+    fn applies_to(&self, operation: Operation, access_key_id: &str) -> bool {
+        self.operation == operation && self.task.as_deref().is_none_or(|t| t == access_key_id)
     }
 
     /// The fault the rule describes, if its parameters fit its kind.
@@ -367,6 +416,14 @@ impl Faults {
         guard.0
     }
 
+    /// Removes the rule with this id; whether there was one.
+    pub(crate) fn remove(&self, id: u64) -> bool {
+        let mut guard = self.rules();
+        let before = guard.1.len();
+        guard.1.retain(|r| r.id != id);
+        guard.1.len() != before
+    }
+
     /// Removes every rule.
     pub(crate) fn clear(&self) {
         self.rules().1.clear();
@@ -377,13 +434,18 @@ impl Faults {
         self.rules().1.clone()
     }
 
-    /// Rolls the rules for one call of `operation`. Latencies add up; the
-    /// first answer-deciding fault that fires wins and later ones are not
-    /// consumed.
-    pub(crate) fn decide(&self, operation: Operation) -> Decision {
+    /// Rolls the rules for one call of `operation` by the task
+    /// `access_key_id`: rules for every caller and for that task. Latencies
+    /// add up; the first answer-deciding fault that fires wins and later ones
+    /// are not consumed.
+    pub(crate) fn decide(&self, operation: Operation, access_key_id: &str) -> Decision {
         let mut decision = Decision::default();
         let mut guard = self.rules();
-        for rule in guard.1.iter_mut().filter(|r| r.operation == operation) {
+        for rule in guard
+            .1
+            .iter_mut()
+            .filter(|r| r.applies_to(operation, access_key_id))
+        {
             // Rules are checked when added, so this always succeeds.
             let Ok(fault) = rule.to_fault() else {
                 continue;
@@ -408,6 +470,8 @@ impl Faults {
 mod tests {
     use super::*;
 
+    const TASK: &str = "AKIDTASK";
+
     fn rule(op: Operation, fault: Fault, trigger: Trigger) -> FaultRule {
         FaultRule::new(op, fault, trigger).expect("valid rule")
     }
@@ -420,16 +484,16 @@ mod tests {
             Fault::Throttling,
             Trigger::NextCalls(2),
         ));
-        assert_eq!(faults.decide(Operation::RegisterUsage).fault, None);
+        assert_eq!(faults.decide(Operation::RegisterUsage, TASK).fault, None);
         assert_eq!(
-            faults.decide(Operation::MeterUsage).fault,
+            faults.decide(Operation::MeterUsage, TASK).fault,
             Some(Fault::Throttling)
         );
         assert_eq!(
-            faults.decide(Operation::MeterUsage).fault,
+            faults.decide(Operation::MeterUsage, TASK).fault,
             Some(Fault::Throttling)
         );
-        assert_eq!(faults.decide(Operation::MeterUsage).fault, None);
+        assert_eq!(faults.decide(Operation::MeterUsage, TASK).fault, None);
         assert!(faults.list().is_empty());
     }
 
@@ -449,13 +513,13 @@ mod tests {
         ));
         faults.add(rule(op, Fault::InternalError, Trigger::NextCalls(1)));
         faults.add(rule(op, Fault::DropConnection, Trigger::NextCalls(1)));
-        let first = faults.decide(op);
+        let first = faults.decide(op, TASK);
         assert_eq!(first.latency, Duration::from_millis(50));
         assert_eq!(first.fault, Some(Fault::InternalError));
-        let second = faults.decide(op);
+        let second = faults.decide(op, TASK);
         assert_eq!(second.latency, Duration::from_millis(20));
         assert_eq!(second.fault, Some(Fault::DropConnection));
-        assert_eq!(faults.decide(op).fault, None);
+        assert_eq!(faults.decide(op, TASK).fault, None);
     }
 
     #[test]
@@ -472,14 +536,49 @@ mod tests {
             Trigger::Probability(1.0),
         ));
         for _ in 0..100 {
-            assert_eq!(faults.decide(Operation::GetLicense).fault, None);
+            assert_eq!(faults.decide(Operation::GetLicense, TASK).fault, None);
             assert_eq!(
-                faults.decide(Operation::ListReceivedLicenses).fault,
+                faults.decide(Operation::ListReceivedLicenses, TASK).fault,
                 Some(Fault::DropConnection)
             );
         }
         let fired: Vec<u64> = faults.list().iter().map(|r| r.fired).collect();
         assert_eq!(fired, [0, 100]);
+    }
+
+    #[test]
+    fn a_task_rule_fires_and_counts_only_on_that_tasks_calls() {
+        let faults = Faults::default();
+        let op = Operation::ExtendLicenseConsumption;
+        faults.add(rule(op, Fault::DropConnection, Trigger::NextCalls(2)).for_task("AKIDA"));
+        for _ in 0..5 {
+            assert_eq!(faults.decide(op, "AKIDB").fault, None);
+        }
+        assert_eq!(faults.list()[0].next_calls, Some(2), "B consumed nothing");
+        assert_eq!(
+            faults.decide(op, "AKIDA").fault,
+            Some(Fault::DropConnection)
+        );
+        assert_eq!(faults.decide(Operation::GetLicense, "AKIDA").fault, None);
+        assert_eq!(
+            faults.decide(op, "AKIDA").fault,
+            Some(Fault::DropConnection)
+        );
+        assert_eq!(faults.decide(op, "AKIDA").fault, None);
+        assert!(faults.list().is_empty());
+    }
+
+    #[test]
+    fn rules_are_removed_by_id() {
+        let faults = Faults::default();
+        let op = Operation::GetLicense;
+        let first = faults.add(rule(op, Fault::InternalError, Trigger::Probability(1.0)));
+        let second = faults.add(rule(op, Fault::DropConnection, Trigger::Probability(1.0)));
+        assert!(faults.remove(first));
+        assert!(!faults.remove(first), "already removed");
+        assert_eq!(faults.decide(op, TASK).fault, Some(Fault::DropConnection));
+        assert!(faults.remove(second));
+        assert_eq!(faults.decide(op, TASK).fault, None);
     }
 
     #[test]
@@ -569,5 +668,17 @@ mod tests {
                 .is_err()
         );
         assert!(parse(r#"{"operation": "Nope", "fault": "Throttling", "nextCalls": 1}"#).is_err());
+
+        let text = r#"{"operation":"ExtendLicenseConsumption","fault":"DropConnection","probability":1.0,"task":"AKIDA"}"#;
+        let task = parse(text).expect("valid");
+        assert_eq!(task.task.as_deref(), Some("AKIDA"));
+        let json = serde_json::to_value(&task).expect("serializes");
+        assert_eq!(json["task"], "AKIDA");
+        let everyone = serde_json::to_value(&ok).expect("serializes");
+        assert!(everyone.get("task").is_none(), "no task, no member");
+        assert!(
+            parse(r#"{"operation": "GetLicense", "fault": "DropConnection", "nextCalls": 1, "task": ""}"#)
+                .is_err()
+        );
     }
 }

@@ -274,6 +274,7 @@ async fn route(shared: &Shared, method: &Method, path: &str, request: Request<In
             shared.faults.clear();
             Ok(json!([]))
         }
+        (_, fault) if fault.starts_with("faults/") => remove_fault(shared, method, path),
         ("GET", "subscriptions") => Ok(subscriptions_json(shared)),
         ("POST", "subscriptions") => {
             let change: SubscriptionChange = body(request).await?;
@@ -299,6 +300,25 @@ async fn route(shared: &Shared, method: &Method, path: &str, request: Request<In
             ),
         )),
     }
+}
+
+/// `DELETE /_marketgate/faults/{id}`: removes one fault and answers the
+/// remaining ones.
+fn remove_fault(shared: &Shared, method: &Method, path: &str) -> Answer {
+    if method != Method::DELETE {
+        return Err((
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} is not supported on {PREFIX}{path}; DELETE removes the fault"),
+        ));
+    }
+    let id = path.strip_prefix("faults/").unwrap_or_default();
+    let id: u64 = id
+        .parse()
+        .map_err(|_| bad(format!("fault id {id:?} is not a number")))?;
+    if !shared.faults.remove(id) {
+        return Err((StatusCode::NOT_FOUND, format!("no fault has id {id}")));
+    }
+    to_json(&shared.faults.list())
 }
 
 fn clock_json(shared: &Shared) -> Value {

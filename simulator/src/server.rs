@@ -174,6 +174,50 @@ impl Simulator {
         Ok(self.shared.faults.add(rule))
     }
 
+    /// Injects a fault for an operation that fires only on the calls of one
+    /// task, the one whose requests are signed with the access key id
+    /// `task`; returns its id. Other tasks' calls neither fire it nor count
+    /// towards a [`Trigger::NextCalls`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), marketgate_simulator::Error> {
+    /// use marketgate_simulator::{Config, Fault, Operation, Simulator, Trigger};
+    ///
+    /// let sim = Simulator::start(Config::example()).await?;
+    /// let id = sim.inject_for(
+    ///     "AKIDREPLICA2",
+    ///     Operation::ExtendLicenseConsumption,
+    ///     Fault::DropConnection,
+    ///     Trigger::Probability(1.0),
+    /// )?;
+    /// // ... only AKIDREPLICA2's extensions lose their connection ...
+    /// assert!(sim.remove_fault(id));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Simulator::inject`], and [`Error::Fault`] when `task` is empty.
+    pub fn inject_for(
+        &self,
+        task: &str,
+        operation: Operation,
+        fault: Fault,
+        trigger: Trigger,
+    ) -> Result<u64, Error> {
+        let rule = FaultRule::new(operation, fault, trigger)?.for_task(task);
+        self.shared.inject(rule).map(|rule| rule.id)
+    }
+
+    /// Removes the injected fault with this id; whether it was still there
+    /// (a spent [`Trigger::NextCalls`] fault is removed by itself).
+    #[allow(
+        clippy::must_use_candidate,
+        reason = "removing is the point; whether it was there is optional"
+    )]
+    pub fn remove_fault(&self, id: u64) -> bool {
+        self.shared.faults.remove(id)
+    }
+
     /// Removes every injected fault.
     pub fn clear_faults(&self) {
         self.shared.faults.clear();

@@ -10,12 +10,15 @@ mod common;
 
 use std::fmt::Debug;
 
+use aws_sdk_licensemanager::operation::check_in_license::CheckInLicenseError;
 use aws_sdk_licensemanager::operation::checkout_license::CheckoutLicenseError;
+use aws_sdk_licensemanager::operation::extend_license_consumption::ExtendLicenseConsumptionError;
+use aws_sdk_licensemanager::operation::get_license::GetLicenseError;
 use aws_sdk_licensemanager::types::{CheckoutType, EntitlementData, EntitlementDataUnit};
 use aws_sdk_marketplacemetering::Client as Metering;
 use aws_sdk_marketplacemetering::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_marketplacemetering::operation::meter_usage::{MeterUsageError, MeterUsageOutput};
-use common::{Client, ENTERPRISE_SKU, FINGERPRINT, USAGE, noon, sdk_time, start_at};
+use common::{Client, ENTERPRISE_SKU, FINGERPRINT, Is, USAGE, noon, sdk_time, start_at};
 use marketgate_simulator::{CallRecord, Fault, FaultKind, Operation as Op, Outcome, Trigger};
 use serde_json::json;
 
@@ -475,5 +478,164 @@ async fn checkout_store_then_drop_leaves_a_consumption_the_resend_gets_back() {
             (Outcome::Success, false, Some("checkout-1"))
         ]
     );
+    sim.shutdown().await;
+}
+
+/// How one call of [`each_license_manager_operation_can_be_faulted_on_its_own`]
+/// ended: `None` on success, else what the SDK surfaced and which typed
+/// variant it decoded the error into, if any.
+type Ended = Option<(Seen, Option<&'static str>)>;
+
+/// Reduces a result to [`Ended`]; `typed` names the variants to look for.
+fn ended<T: Debug, E: ProvideErrorMetadata + Debug>(
+    result: Result<T, SdkError<E>>,
+    typed: [(&'static str, Is<E>); 2],
+) -> Ended {
+    if result.is_ok() {
+        return None;
+    }
+    let variant = result
+        .as_ref()
+        .err()
+        .and_then(SdkError::as_service_error)
+        .and_then(|e| typed.iter().find(|(_, is)| is(e)).map(|(name, _)| *name));
+    Some((seen(result), variant))
+}
+
+/// Extends `token`, reads the license `arn` and checks `token` in, in that
+/// order, and says how each call ended.
+async fn extend_get_check_in(
+    client: &aws_sdk_licensemanager::Client,
+    arn: &str,
+    token: &str,
+) -> [(Op, Ended); 3] {
+    const RATE_LIMIT: &str = "RateLimitExceededException";
+    const INTERNAL: &str = "ServerInternalException";
+    let extend = client
+        .extend_license_consumption()
+        .license_consumption_token(token)
+        .send()
+        .await;
+    let get = client.get_license().license_arn(arn).send().await;
+    let check_in = client
+        .check_in_license()
+        .license_consumption_token(token)
+        .send()
+        .await;
+    [
+        (
+            Op::ExtendLicenseConsumption,
+            ended(
+                extend,
+                [
+                    (
+                        RATE_LIMIT,
+                        ExtendLicenseConsumptionError::is_rate_limit_exceeded_exception,
+                    ),
+                    (
+                        INTERNAL,
+                        ExtendLicenseConsumptionError::is_server_internal_exception,
+                    ),
+                ],
+            ),
+        ),
+        (
+            Op::GetLicense,
+            ended(
+                get,
+                [
+                    (
+                        RATE_LIMIT,
+                        GetLicenseError::is_rate_limit_exceeded_exception,
+                    ),
+                    (INTERNAL, GetLicenseError::is_server_internal_exception),
+                ],
+            ),
+        ),
+        (
+            Op::CheckInLicense,
+            ended(
+                check_in,
+                [
+                    (
+                        RATE_LIMIT,
+                        CheckInLicenseError::is_rate_limit_exceeded_exception,
+                    ),
+                    (INTERNAL, CheckInLicenseError::is_server_internal_exception),
+                ],
+            ),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn each_license_manager_operation_can_be_faulted_on_its_own() {
+    let service = |code, status| {
+        let seen = Seen::new(Surfaced::Service, Some(code), Some(status));
+        Some((seen, Some(code)))
+    };
+    // (fault, how the faulted call ends)
+    let faults = [
+        (
+            Fault::RateLimitExceeded,
+            service("RateLimitExceededException", 400),
+        ),
+        (
+            Fault::InternalError,
+            service("ServerInternalException", 500),
+        ),
+        (
+            Fault::DropConnection,
+            Some((Seen::new(Surfaced::Dispatch, None, None), None)),
+        ),
+        (
+            Fault::ServerError {
+                status: 503,
+                stored: false,
+            },
+            Some((Seen::new(Surfaced::Response, None, Some(503)), None)),
+        ),
+    ];
+    let operations = [
+        Op::ExtendLicenseConsumption,
+        Op::GetLicense,
+        Op::CheckInLicense,
+    ];
+    let sim = start_at(noon()).await;
+    let client = common::lm_client(&sim).await;
+    let arn = sim.licenses().licenses[0].arn.clone();
+    for (round, (target, (fault, failure))) in operations
+        .iter()
+        .flat_map(|op| faults.iter().map(move |f| (*op, f)))
+        .enumerate()
+    {
+        let case = format!("{fault:?} on {target}");
+        // A checkout of the feature (no seat) to extend and check in.
+        let token = checkout(&client, &format!("round-{round}"))
+            .await
+            .expect("checked out")
+            .license_consumption_token()
+            .expect("token")
+            .to_owned();
+        sim.inject(target, fault.clone(), Trigger::NextCalls(1))
+            .expect("valid fault");
+        let logged_before = sim.calls().len();
+
+        for (operation, answer) in extend_get_check_in(&client, &arn, &token).await {
+            let expected = if operation == target { failure } else { &None };
+            assert_eq!(&answer, expected, "{case}: {operation}");
+        }
+        assert!(sim.faults().is_empty(), "{case}: the fault fired once");
+        let faulted: Vec<(String, Option<FaultKind>)> = sim.calls()[logged_before..]
+            .iter()
+            .filter(|c| c.fault.is_some())
+            .map(|c| (c.operation.clone(), c.fault))
+            .collect();
+        assert_eq!(
+            faulted,
+            [(target.name().to_owned(), Some(fault.kind()))],
+            "{case}: the log shows the one faulted call"
+        );
+    }
     sim.shutdown().await;
 }

@@ -11,9 +11,12 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use aws_sdk_licensemanager::operation::check_in_license::CheckInLicenseError;
 use aws_sdk_licensemanager::operation::checkout_license::CheckoutLicenseError;
+use aws_sdk_licensemanager::operation::extend_license_consumption::ExtendLicenseConsumptionError;
 use aws_sdk_licensemanager::operation::get_license::GetLicenseError;
 use aws_sdk_licensemanager::operation::list_received_licenses::ListReceivedLicensesError;
 use aws_sdk_licensemanager::types::{CheckoutType, EntitlementData, EntitlementDataUnit};
@@ -23,7 +26,9 @@ use aws_sdk_marketplacemetering::operation::register_usage::RegisterUsageError;
 use common::{
     Client, ENTERPRISE_SKU, FINGERPRINT, Is, meter_at_noon, noon, register_pro, start_at,
 };
-use marketgate_simulator::{Error, Fault, FaultKind, Operation as Op, Outcome, Simulator, Trigger};
+use marketgate_simulator::{
+    CheckoutState, Error, Fault, FaultKind, Operation as Op, Outcome, Simulator, Trigger,
+};
 
 /// A valid request for one operation.
 #[derive(Debug, Clone, Copy)]
@@ -32,8 +37,14 @@ enum Request {
     Meter(i32),
     /// `RegisterUsage` of the paid hourly product.
     Register,
-    /// `CheckoutLicense` of the example license's feature.
+    /// `CheckoutLicense` of the example license's feature, with a fresh
+    /// `ClientToken`.
     Checkout,
+    /// `ExtendLicenseConsumption` of the calling task's newest active
+    /// checkout.
+    Extend,
+    /// `CheckInLicense` of the calling task's newest active checkout.
+    CheckIn,
     /// `GetLicense` of the example license.
     GetLicense,
     /// `ListReceivedLicenses`.
@@ -57,21 +68,54 @@ const LICENSE_MANAGER_500: Answer = Answer::Error(500, "ServerInternalException"
 
 /// The SDK clients of one task, with retries off or on.
 struct Clients {
+    task: String,
     metering: aws_sdk_marketplacemetering::Client,
     license_manager: aws_sdk_licensemanager::Client,
 }
 
 impl Clients {
     async fn new(sim: &Simulator, retries: bool) -> Self {
-        let client = Client {
-            retries,
-            ..Client::default()
-        };
+        Self::with(
+            sim,
+            Client {
+                retries,
+                ..Client::default()
+            },
+        )
+        .await
+    }
+
+    /// The clients of the task `access_key_id`, retries off.
+    async fn of(sim: &Simulator, access_key_id: &str) -> Self {
+        Self::with(sim, Client::key(access_key_id)).await
+    }
+
+    async fn with(sim: &Simulator, client: Client<'_>) -> Self {
         Self {
+            task: client.access_key_id.to_owned(),
             metering: client.metering(sim).await,
             license_manager: client.license_manager(sim).await,
         }
     }
+}
+
+/// The `LicenseConsumptionToken` of the task's newest active checkout.
+fn active_checkout(sim: &Simulator, task: &str) -> String {
+    sim.licenses()
+        .checkouts
+        .into_iter()
+        .rev()
+        .find(|c| c.access_key_id == task && c.state == CheckoutState::Active)
+        .map_or_else(
+            || panic!("{task} holds no active checkout"),
+            |c| c.license_consumption_token,
+        )
+}
+
+/// A `ClientToken` no checkout has used.
+fn fresh_client_token() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("t-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Sends `request` with `clients`.
@@ -110,21 +154,39 @@ async fn call(sim: &Simulator, clients: &Clients, request: Request) -> Answer {
                 .checkout_type(CheckoutType::Provisional)
                 .key_fingerprint(FINGERPRINT)
                 .entitlements(feature)
-                .client_token("t")
+                .client_token(fresh_client_token())
                 .send()
                 .await;
-            answer(
+            license_manager_answer(
                 result,
-                &[
-                    (
-                        RATE_LIMITED,
-                        CheckoutLicenseError::is_rate_limit_exceeded_exception,
-                    ),
-                    (
-                        LICENSE_MANAGER_500,
-                        CheckoutLicenseError::is_server_internal_exception,
-                    ),
-                ],
+                CheckoutLicenseError::is_rate_limit_exceeded_exception,
+                CheckoutLicenseError::is_server_internal_exception,
+            )
+        }
+        Request::Extend => {
+            let result = clients
+                .license_manager
+                .extend_license_consumption()
+                .license_consumption_token(active_checkout(sim, &clients.task))
+                .send()
+                .await;
+            license_manager_answer(
+                result,
+                ExtendLicenseConsumptionError::is_rate_limit_exceeded_exception,
+                ExtendLicenseConsumptionError::is_server_internal_exception,
+            )
+        }
+        Request::CheckIn => {
+            let result = clients
+                .license_manager
+                .check_in_license()
+                .license_consumption_token(active_checkout(sim, &clients.task))
+                .send()
+                .await;
+            license_manager_answer(
+                result,
+                CheckInLicenseError::is_rate_limit_exceeded_exception,
+                CheckInLicenseError::is_server_internal_exception,
             )
         }
         Request::GetLicense => {
@@ -135,18 +197,10 @@ async fn call(sim: &Simulator, clients: &Clients, request: Request) -> Answer {
                 .license_arn(arn)
                 .send()
                 .await;
-            answer(
+            license_manager_answer(
                 result,
-                &[
-                    (
-                        RATE_LIMITED,
-                        GetLicenseError::is_rate_limit_exceeded_exception,
-                    ),
-                    (
-                        LICENSE_MANAGER_500,
-                        GetLicenseError::is_server_internal_exception,
-                    ),
-                ],
+                GetLicenseError::is_rate_limit_exceeded_exception,
+                GetLicenseError::is_server_internal_exception,
             )
         }
         Request::ListLicenses => {
@@ -155,21 +209,29 @@ async fn call(sim: &Simulator, clients: &Clients, request: Request) -> Answer {
                 .list_received_licenses()
                 .send()
                 .await;
-            answer(
+            license_manager_answer(
                 result,
-                &[
-                    (
-                        RATE_LIMITED,
-                        ListReceivedLicensesError::is_rate_limit_exceeded_exception,
-                    ),
-                    (
-                        LICENSE_MANAGER_500,
-                        ListReceivedLicensesError::is_server_internal_exception,
-                    ),
-                ],
+                ListReceivedLicensesError::is_rate_limit_exceeded_exception,
+                ListReceivedLicensesError::is_server_internal_exception,
             )
         }
     }
+}
+
+/// [`answer`] for a License Manager operation, given its error's
+/// `is_rate_limit_exceeded_exception` and `is_server_internal_exception`.
+fn license_manager_answer<T, E: std::fmt::Debug>(
+    result: Result<T, SdkError<E>>,
+    rate_limited: Is<E>,
+    internal: Is<E>,
+) -> Answer {
+    answer(
+        result,
+        &[
+            (RATE_LIMITED, rate_limited),
+            (LICENSE_MANAGER_500, internal),
+        ],
+    )
 }
 
 /// Reduces an SDK result to an [`Answer`]: a service error becomes the
@@ -449,6 +511,125 @@ async fn faults_hit_only_their_operation_until_cleared() {
         ],
     )
     .await;
+    sim.shutdown().await;
+}
+
+/// The License Manager calls a contract task makes, each with the
+/// operation a fault names.
+const LICENSE_CALLS: [(Op, Request); 4] = [
+    (Op::CheckoutLicense, Request::Checkout),
+    (Op::ExtendLicenseConsumption, Request::Extend),
+    (Op::GetLicense, Request::GetLicense),
+    (Op::CheckInLicense, Request::CheckIn),
+];
+
+#[tokio::test]
+async fn a_fault_for_one_task_hits_only_that_tasks_calls() {
+    const A: &str = "AKIDTASKA";
+    const B: &str = "AKIDTASKB";
+    let sim = start_at(noon()).await;
+    let (a, b) = (Clients::of(&sim, A).await, Clients::of(&sim, B).await);
+    // Each task holds a checkout to extend and check in.
+    for clients in [&a, &b] {
+        assert_eq!(
+            call(&sim, clients, Request::Checkout).await,
+            Answer::Success
+        );
+    }
+
+    for (operation, _) in LICENSE_CALLS {
+        sim.inject_for(
+            A,
+            operation,
+            Fault::RateLimitExceeded,
+            Trigger::NextCalls(1),
+        )
+        .expect("valid fault");
+    }
+    // B's calls go through and leave A's next call untouched.
+    for (_, request) in LICENSE_CALLS {
+        assert_eq!(
+            call(&sim, &b, request).await,
+            Answer::Success,
+            "B {request:?}"
+        );
+    }
+    let pending: Vec<_> = sim
+        .faults()
+        .iter()
+        .map(|r| (r.task.clone(), r.next_calls, r.fired))
+        .collect();
+    assert_eq!(pending, vec![(Some(A.to_owned()), Some(1), 0); 4]);
+    for (_, request) in LICENSE_CALLS {
+        assert_eq!(call(&sim, &a, request).await, RATE_LIMITED, "A {request:?}");
+    }
+    assert!(sim.faults().is_empty(), "each fired once, on A");
+
+    let ids: Vec<u64> = LICENSE_CALLS
+        .iter()
+        .map(|(operation, _)| {
+            sim.inject_for(
+                A,
+                *operation,
+                Fault::DropConnection,
+                Trigger::Probability(1.0),
+            )
+            .expect("valid fault")
+        })
+        .collect();
+    for (_, request) in LICENSE_CALLS {
+        assert_eq!(
+            call(&sim, &a, request).await,
+            Answer::Dropped,
+            "A {request:?}"
+        );
+        assert_eq!(
+            call(&sim, &b, request).await,
+            Answer::Success,
+            "B {request:?}"
+        );
+    }
+    for id in &ids {
+        assert!(sim.remove_fault(*id), "fault {id}");
+    }
+    assert!(!sim.remove_fault(ids[0]), "already removed");
+    assert!(sim.faults().is_empty());
+    for (_, request) in LICENSE_CALLS {
+        assert_eq!(
+            call(&sim, &a, request).await,
+            Answer::Success,
+            "A {request:?} after remove_fault"
+        );
+    }
+
+    // The call log says whose calls the faults decided.
+    let faulted = |task: &str| -> Vec<FaultKind> {
+        sim.calls()
+            .into_iter()
+            .filter(|c| c.access_key_id.as_deref() == Some(task))
+            .filter_map(|c| c.fault)
+            .collect()
+    };
+    let mut expected = vec![FaultKind::RateLimitExceeded; 4];
+    expected.extend([FaultKind::DropConnection; 4]);
+    assert_eq!(faulted(A), expected);
+    assert!(faulted(B).is_empty());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_task_fault_with_an_empty_task_is_refused() {
+    let sim = start_at(noon()).await;
+    let err = sim
+        .inject_for(
+            "",
+            Op::GetLicense,
+            Fault::InternalError,
+            Trigger::NextCalls(1),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Fault(_)), "{err}");
+    assert!(sim.faults().is_empty());
     sim.shutdown().await;
 }
 

@@ -138,6 +138,55 @@ async fn faults_can_be_injected_listed_and_cleared() {
 }
 
 #[tokio::test]
+async fn task_faults_are_posted_and_removed_by_id() {
+    let sim = start_at(noon()).await;
+    let for_a = json!({"operation": "ExtendLicenseConsumption", "fault": "DropConnection",
+                       "probability": 1.0, "task": "AKIDA"});
+    let (status, rule) = post(&sim, "/_marketgate/faults", &for_a).await;
+    assert_eq!(status, 200, "{rule}");
+    let mut expected = for_a.clone();
+    expected["id"] = json!(1);
+    expected["fired"] = json!(0);
+    assert_eq!(rule, expected, "POST answers the rule with its task");
+    let everyone = json!({"operation": "GetLicense", "fault": "InternalError", "nextCalls": 1});
+    assert_eq!(post(&sim, "/_marketgate/faults", &everyone).await.0, 200);
+    assert_eq!(sim.faults()[0].task.as_deref(), Some("AKIDA"));
+    assert!(
+        get(&sim, "/_marketgate/faults").await[1]
+            .get("task")
+            .is_none(),
+        "a rule for every caller has no task"
+    );
+
+    let response = raw(&sim, "DELETE", "/_marketgate/faults/1", &[], "").await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let remaining = response.json();
+    assert_eq!(remaining.as_array().map(Vec::len), Some(1), "{remaining}");
+    assert_eq!(remaining[0]["id"], 2);
+    // (method, path, status)
+    let refused = [
+        ("DELETE", "/_marketgate/faults/1", 404),
+        ("DELETE", "/_marketgate/faults/first", 400),
+        ("GET", "/_marketgate/faults/2", 405),
+    ];
+    for (method, path, status) in refused {
+        let response = raw(&sim, method, path, &[], "").await;
+        assert_eq!(
+            response.status, status,
+            "{method} {path}: {}",
+            response.body
+        );
+        assert!(response.json()["error"].is_string());
+    }
+    assert_eq!(sim.faults().len(), 1);
+
+    let empty = json!({"operation": "GetLicense", "fault": "InternalError", "nextCalls": 1,
+                       "task": ""});
+    assert_eq!(post(&sim, "/_marketgate/faults", &empty).await.0, 400);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn the_new_faults_round_trip_through_the_inspection_api() {
     let sim = start_at(noon()).await;
     let rules = [

@@ -214,11 +214,16 @@ fn filter(name: &str, value: &str) -> Filter {
 }
 
 fn seats_in_use(sim: &Simulator) -> u64 {
+    in_use(sim, "Seats")
+}
+
+/// How much of the first license's entitlement `name` active checkouts hold.
+fn in_use(sim: &Simulator, name: &str) -> u64 {
     sim.licenses().licenses[0]
         .entitlements
         .iter()
-        .find(|e| e.name == "Seats")
-        .expect("seats")
+        .find(|e| e.name == name)
+        .unwrap_or_else(|| panic!("no entitlement {name}"))
         .in_use
 }
 
@@ -582,6 +587,7 @@ async fn perpetual_checkouts_draw_down_for_good() {
         .await
         .expect("six credits");
     assert_eq!(out.checkout_type(), Some(&CheckoutType::Perpetual));
+    assert_eq!(out.expiration(), None);
     sim.clock().advance(Duration::from_hours(48));
     refused(
         checkout(&client, CheckoutType::Perpetual, credits("5"), "draw-2").await,
@@ -597,6 +603,186 @@ async fn perpetual_checkouts_draw_down_for_good() {
         CheckInLicenseError::is_conflict_exception,
         "AllowCheckIn false",
     );
+    sim.shutdown().await;
+}
+
+/// The example config plus two drawdown entitlements that cannot be checked
+/// in: `Credits` (10, no overage) and `Bursts` (2, overage allowed).
+async fn drawdown() -> Simulator {
+    let mut config = Config::example();
+    let entitlement = |name: &str, max_count: i64, overage: bool| EntitlementConfig {
+        name: name.to_owned(),
+        unit: Unit::Count,
+        value: None,
+        max_count: Some(max_count),
+        overage,
+        allow_check_in: false,
+    };
+    config.licenses[0].entitlements.extend([
+        entitlement("Credits", 10, false),
+        entitlement("Bursts", 2, true),
+    ]);
+    start_with(config, noon()).await
+}
+
+/// A drawdown checkout of `n` units of `name`.
+async fn draw(
+    client: &LicenseManager,
+    name: &str,
+    n: &str,
+    token: &str,
+) -> Result<CheckoutLicenseOutput, CheckoutLicenseError> {
+    let units = vec![entitlement(name, EntitlementDataUnit::Count, Some(n))];
+    checkout(client, CheckoutType::Perpetual, units, token).await
+}
+
+#[tokio::test]
+async fn a_perpetual_checkout_has_no_expiration_and_cannot_be_extended() {
+    let sim = drawdown().await;
+    let client = common::lm_client(&sim).await;
+    let out = draw(&client, "Credits", "4", "d-1")
+        .await
+        .expect("four credits");
+    assert_eq!(out.issued_at(), Some("2026-11-26T12:00:00Z"));
+    assert_eq!(out.expiration(), None, "nothing expires");
+    let (_, payload, _, _) = common::decode_jws(out.signed_token().expect("signed token"));
+    assert!(payload.get("expiration").is_none(), "{payload}");
+    assert_eq!(
+        payload.pointer("/checkoutMetadata/checkoutType"),
+        Some(&"PERPETUAL".into())
+    );
+    assert_eq!(sim.licenses().checkouts[0].expiration, None);
+    let view = serde_json::to_value(sim.licenses()).expect("serializes");
+    assert_eq!(view["checkouts"][0]["expiration"], serde_json::Value::Null);
+
+    let token = out.license_consumption_token().expect("token");
+    for dry_run in [true, false] {
+        let err = refused(
+            extend(&client, token, dry_run).await,
+            ExtendLicenseConsumptionError::is_validation_exception,
+            &format!("extend a PERPETUAL consumption, DryRun {dry_run}"),
+        );
+        let message = err.message().unwrap_or_default();
+        assert!(message.contains("is a PERPETUAL consumption"), "{message}");
+    }
+    assert_eq!(sim.licenses().checkouts[0].extensions, 0);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn perpetual_units_stay_drawn_and_run_out_at_max_count_unless_overage() {
+    let sim = drawdown().await;
+    let client = common::lm_client(&sim).await;
+    draw(&client, "Credits", "4", "d-1")
+        .await
+        .expect("four credits");
+    // A year on, the four are still drawn.
+    sim.clock().advance(Duration::from_hours(24 * 365));
+    let drawn = &sim.licenses().checkouts[0];
+    assert_eq!((drawn.state, drawn.ended_at), (CheckoutState::Active, None));
+    assert_eq!(in_use(&sim, "Credits"), 4);
+    let err = refused(
+        draw(&client, "Credits", "7", "d-2").await,
+        CheckoutLicenseError::is_no_entitlements_allowed_exception,
+        "4 of 10 drawn, 7 more",
+    );
+    assert!(
+        err.message().unwrap_or_default().contains("4 of 10 in use"),
+        "{err:?}"
+    );
+    draw(&client, "Credits", "6", "d-3")
+        .await
+        .expect("the last six");
+    refused(
+        draw(&client, "Credits", "1", "d-4").await,
+        CheckoutLicenseError::is_no_entitlements_allowed_exception,
+        "exhausted",
+    );
+    // Overage lets a drawdown go past MaxCount.
+    for token in ["b-1", "b-2"] {
+        draw(&client, "Bursts", "2", token).await.expect("overage");
+    }
+    assert_eq!(in_use(&sim, "Bursts"), 4);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_suspended_license_stops_extensions_but_consumptions_run_their_time() {
+    let sim = start_at(noon()).await;
+    let client = common::lm_client(&sim).await;
+    let token = checkout_seat(&client, "held").await.expect("seat");
+    sim.clock().advance(30 * MINUTE); // 12:30
+    sim.set_license_status("enterprise-contract", LicenseStatus::Suspended)
+        .expect("known license");
+    let arn = sim.licenses().licenses[0].arn.clone();
+    for dry_run in [true, false] {
+        let err = refused(
+            extend(&client, &token, dry_run).await,
+            ExtendLicenseConsumptionError::is_validation_exception,
+            &format!("suspended, DryRun {dry_run}"),
+        );
+        assert_eq!(
+            err.message(),
+            Some(
+                format!("License {arn} is SUSPENDED: its consumptions can no longer be extended.")
+                    .as_str()
+            )
+        );
+    }
+    // The consumption still holds its seat until its own expiration.
+    let held = &sim.licenses().checkouts[0];
+    assert_eq!(
+        (held.state, held.extensions, held.expiration),
+        (CheckoutState::Active, 0, Some(1_795_698_000))
+    );
+    assert_eq!(seats_in_use(&sim), 1);
+
+    // Available again, the same consumption can be extended again.
+    sim.set_license_status("enterprise-contract", LicenseStatus::Available)
+        .expect("known license");
+    let out = extend(&client, &token, false).await.expect("extended");
+    assert_eq!(out.expiration(), Some("2026-11-26T13:30:00Z"));
+
+    sim.set_license_status("enterprise-contract", LicenseStatus::Suspended)
+        .expect("known license");
+    sim.clock().advance(59 * MINUTE); // 13:29
+    assert_eq!(seats_in_use(&sim), 1);
+    sim.clock().advance(MINUTE); // 13:30
+    assert_eq!(seats_in_use(&sim), 0, "expired as last extended");
+    let ended = &sim.licenses().checkouts[0];
+    assert_eq!(
+        (ended.state, ended.ended_at),
+        (CheckoutState::Expired, Some(1_795_699_800))
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_license_past_its_validity_stops_extensions() {
+    // The example license's validity ends 2036-01-01T00:00:00Z.
+    let end = SystemTime::UNIX_EPOCH + Duration::from_hours(578_544);
+    let sim = start_at(end - 10 * MINUTE).await;
+    let client = common::lm_client(&sim).await;
+    let token = checkout_seat(&client, "last").await.expect("still valid");
+    let out = extend(&client, &token, false).await.expect("still valid");
+    assert_eq!(out.expiration(), Some("2036-01-01T00:50:00Z"));
+    sim.clock().advance(10 * MINUTE);
+    for dry_run in [true, false] {
+        let err = refused(
+            extend(&client, &token, dry_run).await,
+            ExtendLicenseConsumptionError::is_validation_exception,
+            &format!("past the validity, DryRun {dry_run}"),
+        );
+        let message = err.message().unwrap_or_default();
+        assert!(
+            message.contains("is EXPIRED: its consumptions"),
+            "{message}"
+        );
+    }
+    sim.clock().advance(49 * MINUTE);
+    assert_eq!(seats_in_use(&sim), 1, "held until its own expiration");
+    sim.clock().advance(MINUTE);
+    assert_eq!(seats_in_use(&sim), 0);
     sim.shutdown().await;
 }
 

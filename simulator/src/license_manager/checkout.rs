@@ -8,8 +8,7 @@ use serde_json::{Map, Value};
 use super::signed_token::signed_token;
 use super::state::{CheckoutRequest, Consumption, Licensing, PROVISIONAL_TTL};
 use super::views::{CheckoutState, CheckoutType, HeldEntitlement};
-use crate::catalog::LicenseSpec;
-use crate::config::{EntitlementConfig, EntitlementUnit, LicenseStatus};
+use crate::config::{EntitlementConfig, EntitlementUnit};
 use crate::constraints;
 use crate::ids;
 use crate::operation::{CheckoutLicenseError, Failure, fail};
@@ -115,7 +114,13 @@ pub(crate) fn checkout_license(call: &Call<'_>, state: &mut State) -> Output<Che
     let held = allow(licensing, license, &request.entitlements)?;
     let spec = &licensing.licenses[license].0;
     let token = ids::hex::<16>();
-    let expiration = now + PROVISIONAL_TTL;
+    // Only a provisional checkout expires; a perpetual one draws its units
+    // for good ("Counted units are drawn permanently"), so it has no
+    // expiration to report.
+    let expiration = match request.checkout_type {
+        CheckoutType::Provisional => Some(now + PROVISIONAL_TTL),
+        CheckoutType::Perpetual => None,
+    };
     let signed_token = signed_token(
         &call.catalog.issuer,
         &held,
@@ -189,21 +194,18 @@ fn choose_license(
             ),
         ));
     }
-    let usable = |i: &usize| {
-        let spec = &licensing.licenses[*i].0;
-        licensing.status(*i, now) == LicenseStatus::Available
-            && spec.begin <= now
-            && spec.end.is_none_or(|end| now < end)
-    };
     let Some(license) = from_issuer
         .iter()
         .copied()
-        .filter(usable)
+        .filter(|&i| licensing.unusable(i, now).is_none())
         .max_by_key(|&i| licensing.licenses[i].0.begin)
     else {
         let reasons: Vec<String> = from_issuer
             .iter()
-            .map(|&i| unusable_reason(&licensing.licenses[i].0, licensing.status(i, now), now))
+            .map(|&i| {
+                let why = licensing.unusable(i, now).unwrap_or_default();
+                format!("license {} {why}", licensing.licenses[i].0.arn)
+            })
             .collect();
         return Err(fail(
             E::NoEntitlementsAllowedException,
@@ -222,7 +224,7 @@ fn checkout_response(
     signed_token: String,
     arn: &str,
     now: SystemTime,
-    expiration: SystemTime,
+    expiration: Option<SystemTime>,
 ) -> Value {
     let allowed: Vec<Value> = held
         .iter()
@@ -248,26 +250,14 @@ fn checkout_response(
         response.insert("NodeId".to_owned(), Value::from(node.clone()));
     }
     response.insert("IssuedAt".to_owned(), Value::from(timestamp::iso8601(now)));
-    response.insert(
-        "Expiration".to_owned(),
-        Value::from(timestamp::iso8601(expiration)),
-    );
+    if let Some(expiration) = expiration {
+        response.insert(
+            "Expiration".to_owned(),
+            Value::from(timestamp::iso8601(expiration)),
+        );
+    }
     response.insert("LicenseArn".to_owned(), Value::from(arn));
     Value::Object(response)
-}
-
-fn unusable_reason(spec: &LicenseSpec, status: LicenseStatus, now: SystemTime) -> String {
-    if status != LicenseStatus::Available {
-        format!("license {} is {}", spec.arn, status.as_str())
-    } else if now < spec.begin {
-        format!(
-            "license {} is not valid before {}",
-            spec.arn,
-            timestamp::iso8601(spec.begin)
-        )
-    } else {
-        format!("license {} is no longer valid", spec.arn)
-    }
 }
 
 /// Decides which requested entitlements the license allows and how much of

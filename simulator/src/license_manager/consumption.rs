@@ -1,16 +1,18 @@
 //! What happens to a checkout afterwards: `ExtendLicenseConsumption` and
 //! `CheckInLicense`.
 
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
 use super::state::PROVISIONAL_TTL;
-use super::views::CheckoutState;
+use super::views::{CheckoutState, CheckoutType};
 use crate::operation::{CheckInLicenseError, ExtendLicenseConsumptionError, Failure};
 use crate::protocol::{Call, Output};
 use crate::state::State;
 use crate::timestamp;
 
-/// `ExtendLicenseConsumption`.
+/// `ExtendLicenseConsumption`: an active `PROVISIONAL` consumption of a
+/// license still usable now is kept for another 60 minutes. `DryRun` makes
+/// the same checks and changes nothing.
 pub(crate) fn extend_license_consumption(
     call: &Call<'_>,
     state: &mut State,
@@ -25,16 +27,51 @@ pub(crate) fn extend_license_consumption(
     let index = licensing
         .active(token, call.now)
         .ok_or_else(|| not_found(E::ResourceNotFoundException, token, "checked in"))?;
+    let consumption = &licensing.consumptions[index];
+    // Extension exists to keep a floating (provisional) checkout from being
+    // checked in after 60 minutes; a perpetual one never expires.
+    if consumption.checkout_type == CheckoutType::Perpetual {
+        return Err(Failure::new(
+            E::ValidationException,
+            format!(
+                "License consumption {token} is a PERPETUAL consumption: only PROVISIONAL \
+                 consumptions expire and can be extended."
+            ),
+        ));
+    }
+    // AWS documents only that a license that is not usable (not AVAILABLE,
+    // or outside its validity) allows no new checkouts; what an extension of
+    // an existing consumption gets is undocumented. Refusing it with
+    // ValidationException is the simulator's modelling choice. The
+    // consumption stays active, holding what it took, until its expiration.
+    if let Some(why) = licensing.unusable(consumption.license, call.now) {
+        return Err(Failure::new(
+            E::ValidationException,
+            format!(
+                "License {} {why}: its consumptions can no longer be extended.",
+                licensing.licenses[consumption.license].0.arn
+            ),
+        ));
+    }
     let consumption = &mut licensing.consumptions[index];
     if !dry_run {
-        consumption.expiration = call.now + PROVISIONAL_TTL;
+        consumption.expiration = Some(call.now + PROVISIONAL_TTL);
         consumption.extensions += 1;
         state.revision += 1;
     }
-    Ok(json!({
-        "LicenseConsumptionToken": consumption.token,
-        "Expiration": timestamp::iso8601(consumption.expiration),
-    }))
+    let mut output = Map::new();
+    output.insert(
+        "LicenseConsumptionToken".to_owned(),
+        Value::from(consumption.token.clone()),
+    );
+    // A provisional consumption always has an expiration.
+    if let Some(expiration) = consumption.expiration {
+        output.insert(
+            "Expiration".to_owned(),
+            Value::from(timestamp::iso8601(expiration)),
+        );
+    }
+    Ok(Value::Object(output))
 }
 
 /// `CheckInLicense`.

@@ -16,9 +16,19 @@
 //! - `PROVISIONAL` holds what it took for 60 minutes ("A floating checkout is
 //!   automatically checked back in after 60 minutes"),
 //!   `ExtendLicenseConsumption` keeps it "for another 60 minutes",
-//!   `CheckInLicense` returns it. `PERPETUAL` (drawdown) keeps it for good.
+//!   `CheckInLicense` returns it.
+//! - `PERPETUAL` is the drawdown model ("Counted units are drawn
+//!   permanently"): the consumption never expires, so its response and
+//!   `SignedToken` carry no expiration, its units stay drawn and further
+//!   checkouts are refused with `NoEntitlementsAllowedException` once
+//!   `MaxCount` is reached (unless `Overage`). Extending it is a
+//!   `ValidationException`; checking it in is a `ConflictException` when it
+//!   holds an entitlement with `AllowCheckIn` false.
 //! - Licenses that are not `AVAILABLE`, not yet valid or past their validity
-//!   allow nothing.
+//!   (read as `EXPIRED`) allow nothing: no checkout, and, the simulator's
+//!   choice where AWS is silent, no extension of an existing consumption
+//!   (`ValidationException`). Such a consumption keeps what it holds until
+//!   its expiration.
 //!
 //! Parts: [`views`] (what the inspection API shows), [`state`] (licenses and
 //! consumptions), one module per group of operations ([`checkout`],

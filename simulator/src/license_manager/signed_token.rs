@@ -17,9 +17,11 @@ const SIGNED_TOKEN_MIN_LEN: usize = 4096;
 /// The `SignedToken`: a compact JWS, PS256, by the license issuer's key,
 /// over the plaintext fields License Manager's guide lists
 /// (`entitlementsAllowed`, `expiration`, `issuedAt`, `licenseArn`,
-/// `licenseConsumptionToken`, `nodeId`, `checkoutMetadata`). The model
-/// requires at least 4096 characters, so when the token is shorter its
-/// payload gets a `padding` claim of `-` characters, which verifiers ignore.
+/// `licenseConsumptionToken`, `nodeId`, `checkoutMetadata`). A perpetual
+/// checkout never expires, so its payload has no `expiration`, as its
+/// response has no `Expiration`. The model requires at least 4096
+/// characters, so when the token is shorter its payload gets a `padding`
+/// claim of `-` characters, which verifiers ignore.
 pub(super) fn signed_token(
     issuer: &Issuer,
     held: &[HeldEntitlement],
@@ -27,7 +29,7 @@ pub(super) fn signed_token(
     token: &str,
     arn: &str,
     now: SystemTime,
-    expiration: SystemTime,
+    expiration: Option<SystemTime>,
 ) -> Result<String, KeyError> {
     let header = json!({"alg": "PS256", "typ": "JWT", "kid": issuer.key_fingerprint});
     let entitlements: Vec<Value> = held
@@ -36,10 +38,12 @@ pub(super) fn signed_token(
         .collect();
     let mut claims = Map::new();
     claims.insert("entitlementsAllowed".to_owned(), Value::Array(entitlements));
-    claims.insert(
-        "expiration".to_owned(),
-        Value::from(timestamp::iso8601(expiration)),
-    );
+    if let Some(expiration) = expiration {
+        claims.insert(
+            "expiration".to_owned(),
+            Value::from(timestamp::iso8601(expiration)),
+        );
+    }
     claims.insert("issuedAt".to_owned(), Value::from(timestamp::iso8601(now)));
     claims.insert("licenseArn".to_owned(), Value::from(arn));
     claims.insert("licenseConsumptionToken".to_owned(), Value::from(token));

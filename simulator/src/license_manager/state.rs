@@ -39,7 +39,9 @@ pub(super) struct Consumption {
     pub(super) request: CheckoutRequest,
     pub(super) held: Vec<HeldEntitlement>,
     pub(super) issued_at: SystemTime,
-    pub(super) expiration: SystemTime,
+    /// When a provisional consumption is checked in automatically; `None`
+    /// for a perpetual one, which never expires.
+    pub(super) expiration: Option<SystemTime>,
     pub(super) state: CheckoutState,
     pub(super) ended_at: Option<SystemTime>,
     pub(super) extensions: u32,
@@ -67,16 +69,17 @@ impl Licensing {
     }
 
     /// Checks in every provisional consumption whose time ran out on the
-    /// simulated clock. Called before every License Manager call and every
-    /// read, so a clock jump takes effect at once.
+    /// simulated clock; perpetual ones have no expiration and stay. Called
+    /// before every License Manager call and every read, so a clock jump
+    /// takes effect at once.
     pub(crate) fn sweep(&mut self, now: SystemTime) {
         for c in &mut self.consumptions {
-            if c.state == CheckoutState::Active
-                && c.checkout_type == CheckoutType::Provisional
-                && c.expiration <= now
-            {
+            if c.state != CheckoutState::Active || c.checkout_type != CheckoutType::Provisional {
+                continue;
+            }
+            if let Some(expiration) = c.expiration.filter(|e| *e <= now) {
                 c.state = CheckoutState::Expired;
-                c.ended_at = Some(c.expiration);
+                c.ended_at = Some(expiration);
             }
         }
     }
@@ -110,6 +113,25 @@ impl Licensing {
             LicenseStatus::Expired
         } else {
             *status
+        }
+    }
+
+    /// Why the license allows no checkout and no extension `now`, or `None`
+    /// when it is usable: `AVAILABLE` (as [`Licensing::status`] reads it, so
+    /// not past its validity) and its validity begun. Completes "license
+    /// <arn> …".
+    pub(super) fn unusable(&self, index: usize, now: SystemTime) -> Option<String> {
+        let spec = &self.licenses[index].0;
+        let status = self.status(index, now);
+        if status != LicenseStatus::Available {
+            Some(format!("is {}", status.as_str()))
+        } else if now < spec.begin {
+            Some(format!(
+                "is not valid before {}",
+                timestamp::iso8601(spec.begin)
+            ))
+        } else {
+            None
         }
     }
 
@@ -170,7 +192,7 @@ impl Licensing {
                 client_token: c.client_token.clone(),
                 entitlements: c.held.clone(),
                 issued_at: timestamp::epoch_secs(c.issued_at),
-                expiration: timestamp::epoch_secs(c.expiration),
+                expiration: c.expiration.map(timestamp::epoch_secs),
                 state: c.state,
                 ended_at: c.ended_at.map(timestamp::epoch_secs),
                 extensions: c.extensions,

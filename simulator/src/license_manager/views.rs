@@ -56,8 +56,9 @@ pub struct Checkout {
     pub entitlements: Vec<HeldEntitlement>,
     /// When it was issued, simulated clock, epoch seconds.
     pub issued_at: i64,
-    /// When it expires, epoch seconds.
-    pub expiration: i64,
+    /// When it expires, epoch seconds: `None` (`null`) for a perpetual
+    /// checkout, which never expires.
+    pub expiration: Option<i64>,
     /// Where it stands.
     pub state: CheckoutState,
     /// When it was checked in or expired, epoch seconds.
