@@ -37,6 +37,14 @@ pub enum DenialReason {
         /// The active product's name.
         product: &'static str,
     },
+    /// The active contract product's license consumption could not be
+    /// renewed with AWS License Manager before its deadline (or it ended and
+    /// the license allows nothing now): its features are off until the
+    /// runtime, which keeps trying, checks a license out again.
+    LicenseNotRenewed {
+        /// The active product's name.
+        product: &'static str,
+    },
     /// The runtime is shutting down: the final usage report is being made
     /// and metered calls are no longer accepted.
     Stopped,
@@ -128,6 +136,12 @@ impl fmt::Display for Denied {
             DenialReason::NotLicensed { product } => write!(
                 f,
                 "the license of product `{product}` does not allow an entitlement that grants it"
+            ),
+            DenialReason::LicenseNotRenewed { product } => write!(
+                f,
+                "the license of product `{product}` could not be renewed with AWS License \
+                 Manager before its deadline; the runtime keeps trying to check a license out \
+                 and restores the feature when one is granted"
             ),
             DenialReason::Stopped => {
                 f.write_str("the runtime is shutting down and has sent its final usage report")

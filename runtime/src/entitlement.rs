@@ -7,7 +7,7 @@
 //! marketgate fails closed.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use crate::call_site::{self, CallSite, CatalogMismatch, SiteKind};
 use crate::catalog::{Catalog, FEATURE_WORDS, FeatureSet, Pricing, Product, Tier};
@@ -114,7 +114,31 @@ pub(crate) fn activate(catalog: &'static Catalog, product: &'static Product, gra
     };
     METERED.store(dimensions, Ordering::Relaxed);
     METER_STATE.store(METER_ON, Ordering::Relaxed);
+    LICENSE_LAPSED.store(false, Ordering::Relaxed);
     ACTIVE.store(index + 1, Ordering::Release);
+}
+
+/// Whether a contract product's lease has lapsed (for [`explain`]).
+static LICENSE_LAPSED: AtomicBool = AtomicBool::new(false);
+
+/// Publishes what a contract product's license grants now; `lapsed` when
+/// the lease reached its deadline without renewal (nothing is granted).
+pub(crate) fn activate_license(
+    catalog: &'static Catalog,
+    product: &'static Product,
+    granted: FeatureSet,
+    lapsed: bool,
+) {
+    let granted = grants(catalog, product, granted);
+    LICENSE_LAPSED.store(lapsed, Ordering::Relaxed);
+    for (word, bits) in GRANTED.iter().zip(granted.0) {
+        word.store(bits, Ordering::Relaxed);
+    }
+}
+
+/// Whether the license's lease has lapsed.
+pub(crate) fn license_lapsed() -> bool {
+    LICENSE_LAPSED.load(Ordering::Relaxed)
 }
 
 /// Why metering is off while the product meters (for [`explain`]).
@@ -170,6 +194,7 @@ pub(crate) fn revoke_all() {
         word.store(0, Ordering::Relaxed);
     }
     METERED.store(0, Ordering::Relaxed);
+    LICENSE_LAPSED.store(false, Ordering::Relaxed);
     ACTIVE.store(0, Ordering::Release);
 }
 
@@ -201,6 +226,15 @@ pub fn explain(site: &'static CallSite) -> Denied {
                         && !catalog.free_features().contains(site.index()) =>
                 {
                     DenialReason::FreeTier {
+                        product: product_name,
+                    }
+                }
+                SiteKind::Feature
+                    if product.pricing() == Pricing::Contract
+                        && product.features().contains(site.index())
+                        && license_lapsed() =>
+                {
+                    DenialReason::LicenseNotRenewed {
                         product: product_name,
                     }
                 }

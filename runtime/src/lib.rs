@@ -110,13 +110,14 @@ pub use entitlement::InstallError;
 pub use region::{DiscoveredRegion, RegionError, RegionSource};
 pub use signature::SignatureError;
 pub use start::{
-    CHECKPOINT_INTERVAL_ENV, DEFAULT_STATE_DIR, Guard, MAX_SIGNAL_GRACE_FROM_ENV,
-    MAX_UNREPORTED_ENV, Options, PRODUCT_CODE_ENV, SIGNAL_GRACE_ENV, STARTUP_TIMEOUT_ENV,
-    STATE_DIR_ENV, StartError, start, start_blocking, start_blocking_with, start_with,
+    CHECKPOINT_INTERVAL_ENV, DEFAULT_STATE_DIR, Guard, MAX_SEAT_WAIT, MAX_SIGNAL_GRACE_FROM_ENV,
+    MAX_UNREPORTED_ENV, Options, PRODUCT_CODE_ENV, SEAT_WAIT_ENV, SIGNAL_GRACE_ENV,
+    STARTUP_TIMEOUT_ENV, STATE_DIR_ENV, StartError, start, start_blocking, start_blocking_with,
+    start_with,
 };
 pub use status::{
-    CallStatus, LicenseStatus, MeteringStatus, PendingRecord, ProductStatus, RegionStatus,
-    RunState, Status, UnbillableRecord, status,
+    CallStatus, LeaseState, LicenseStatus, MeteringStatus, PendingRecord, ProductStatus,
+    RegionStatus, RunState, Status, UnbillableRecord, status,
 };
 pub use usage::record_tagged_usage;
 

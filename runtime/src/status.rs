@@ -61,17 +61,60 @@ pub struct RegionStatus {
     pub source: RegionSource,
 }
 
+/// Where a contract product's license lease stands (docs/contract.md, "The
+/// lease").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaseState {
+    /// A consumption is held and its last extension (or the checkout)
+    /// succeeded.
+    Held,
+    /// A consumption is held, but extending it has failed since: features
+    /// stay on until the deadline while the runtime keeps trying.
+    HeldPastFailure,
+    /// The consumption is held until its deadline and will not be extended
+    /// (AWS refused, or the license changed): then it is checked in and a
+    /// new checkout decides what is granted.
+    Ending,
+    /// The deadline passed without renewal: every feature of the license is
+    /// off while the runtime tries to check a license out again.
+    Lapsed,
+    /// Checked in at shutdown.
+    CheckedIn,
+}
+
 /// The License Manager consumption this process holds (contract products).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LicenseStatus {
+    /// Where the lease stands.
+    pub state: LeaseState,
     /// The license.
     pub license_arn: String,
+    /// The consumption token, shortened (enough to match a log line).
+    pub consumption: Option<String>,
     /// When the consumption expires unless extended (as AWS wrote it).
     pub expiration: String,
+    /// Until when (epoch seconds, this machine's clock) the features are
+    /// held without a renewal: the expiry less a safety margin.
+    pub deadline: Option<u64>,
     /// Entitlements AWS allowed at checkout.
     pub entitlements_allowed: Vec<String>,
     /// When the consumption was last extended (epoch seconds).
     pub last_extended: Option<u64>,
+    /// The last failure to extend (or, once lapsed, to check out again).
+    pub last_extension_error: Option<String>,
+    /// Failed tries since the last success.
+    pub failed_attempts: u32,
+    /// Features are on although extending has failed since the last success.
+    pub held_past_failure: bool,
+    /// Why the consumption is ending or has lapsed.
+    pub reason: Option<String>,
+    /// When the lease acts next (an extension, a re-check, a retry, or the
+    /// deadline), epoch seconds rounded up; `None` while a call is under way.
+    pub next_action_at: Option<u64>,
+    /// Since when (epoch seconds) a License Manager call has been under way;
+    /// `None` when none is. An old value means a call is hanging.
+    pub busy_since: Option<u64>,
     /// When the license was last re-checked (epoch seconds).
     pub last_checked: Option<u64>,
     /// License Manager's status of the license at the last check.

@@ -84,3 +84,13 @@ pub fn api_call(request: &str) -> Result<usize, AppError> {
 pub fn basic() -> Result<&'static str, AppError> {
     Ok("basic")
 }
+
+/// Work for one licensed seat: the contract product's `Seats` entitlement
+/// grants it.
+///
+/// # Errors
+/// Denied unless the license consumption this process holds allowed a seat.
+#[entitled("seat")]
+pub fn seat_work() -> Result<&'static str, AppError> {
+    Ok("seat")
+}

@@ -214,7 +214,8 @@ async fn an_expired_contract_prevents_new_starts_but_not_a_running_one() {
         .expect("verified");
     sim.set_license_status("enterprise-contract", LicenseStatus::Expired)
         .expect("expire");
-    // The running process keeps its checkout while AWS extends it, and says so.
+    // The running process keeps its checkout until the consumption's
+    // deadline (tests/tests/lease.rs goes on to it), and says so.
     eventually("the expiry in status()", || {
         status().degraded.iter().any(|d| d.contains("EXPIRED"))
     })
@@ -224,7 +225,7 @@ async fn an_expired_contract_prevents_new_starts_but_not_a_running_one() {
 
     let err = marketgate::start_with(
         catalog(),
-        options(&sim.endpoint(), ENTERPRISE, "AKIDEXPIRY2"),
+        options(&sim.endpoint(), ENTERPRISE, "AKIDEXPIRY2").seat_wait(Duration::ZERO),
     )
     .await
     .expect_err("an expired license must not start");

@@ -1,15 +1,6 @@
-//! What a checkout holds and what it grants: the consumption's token and
-//! allowed entitlements, and the features those unlock.
+//! What a checkout grants: the features its allowed entitlements unlock.
 
 use crate::catalog::{FeatureSet, Product};
-
-/// A PROVISIONAL License Manager checkout this process holds.
-#[derive(Debug, Clone)]
-pub(crate) struct Consumption {
-    pub(crate) token: String,
-    pub(crate) license_arn: String,
-    pub(crate) allowed: Vec<String>,
-}
 
 /// Features a checkout that allowed the named entitlements unlocks: the
 /// product's own features plus those of each allowed entitlement.

@@ -1,209 +1,582 @@
-//! Keeping one License Manager consumption alive for the life of the process.
+//! The lease: the License Manager consumption a contract process holds, and
+//! the one deadline until which its features may be used.
 //!
-//! A PROVISIONAL checkout holds its seat for 60 minutes and is checked back
-//! in automatically after that (see the module above). The runtime extends it well
-//! before expiry, re-reads the license every 15 minutes with `GetLicense`
-//! (which takes no seat, so a 1-seat contract is never locked out by
-//! re-checks), and checks it in on shutdown.
+//! Pure state, no I/O and no clock: the driver ([`super::maintain`]) asks
+//! [`Lease::next`] what to do at a monotonic instant, does it, and reports
+//! AWS's answer. The rules (docs/contract.md, "The lease"):
 //!
-//! Policy while running: an upgrade (a new `Unit = None` entitlement the
-//! manifest maps) or a renewal shows up at the next re-check without a
-//! restart; a removed `Unit = None` entitlement is revoked. An expired or
-//! suspended license prevents new starts (the checkout fails); a running
-//! process keeps what it checked out for as long as AWS extends its
-//! consumption, and loses every feature once an extension is refused.
+//! - **One deadline.** The consumption's `Expiration`, as AWS returns it on
+//!   checkout and on every extension, minus [`Policy::margin`], on the
+//!   monotonic clock. AWS's timestamps are mapped to it through the
+//!   checkout: `IssuedAt` is AWS's clock when it served the checkout, which
+//!   was no earlier than when the request was sent, so the deadline never
+//!   falls after the real expiry whatever this machine's wall clock says.
+//!   No consumption lasts longer than [`Policy::ttl_cap`] from the request
+//!   that made or extended it, whatever `Expiration` says.
+//! - **Extensions** at half the time left (at most [`Policy::extend_every`]
+//!   apart); after a failure, retried with jittered backoff within minutes;
+//!   never scheduled past the deadline.
+//! - **Revocation only at the deadline**, however many transient failures
+//!   came before, or at once when AWS says the consumption no longer
+//!   exists. Then the lease is lapsed: the consumption it had is extended if
+//!   AWS still has it (the same seat), else a new checkout is tried with
+//!   backoff until one succeeds, which restores the features.
+//! - **A definitive answer ends the consumption at its deadline**: AWS
+//!   refusing an extension, or a re-check finding the license no longer
+//!   `AVAILABLE` or without an entitlement the consumption holds. The
+//!   process keeps what it has until then (AWS: a buyer who unsubscribes may
+//!   keep running what already runs); it then checks the consumption in and
+//!   checks out anew, which grants what the license allows now, or nothing.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use super::consumption::{Consumption, features_for};
-use crate::aws::{Clients, classify};
-use crate::catalog::{Catalog, Product};
-use crate::entitlement;
-use crate::status;
+use crate::aws::retry::Backoff;
+use crate::aws::{AwsFailure, Retry};
+use crate::random::random_hex;
 
-/// Timing of the keep-alive work.
+/// The timing rules of a lease.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Schedule {
+pub(crate) struct Policy {
+    /// Taken off the consumption's expiry to give the deadline: covers the
+    /// revocation's own latency and clock drift.
+    pub(crate) margin: Duration,
+    /// The longest a consumption can last from the request that made or
+    /// extended it (AWS: 60 minutes).
+    pub(crate) ttl_cap: Duration,
+    /// The longest time between extensions.
     pub(crate) extend_every: Duration,
+    /// Interval of license re-checks (`GetLicense`).
     pub(crate) check_every: Duration,
+    /// Delays between tries to extend after a failure.
+    pub(crate) retry: Backoff,
+    /// Delays between tries to check out again once lapsed.
+    pub(crate) recover: Backoff,
 }
 
-/// Extends and re-checks the consumption until the task is dropped.
-pub(crate) async fn maintain(
-    catalog: &'static Catalog,
-    product: &'static Product,
-    clients: Clients,
-    consumption: Consumption,
-    schedule: Schedule,
-) {
-    let mut extend = tokio::time::interval(schedule.extend_every);
-    let mut check = tokio::time::interval(schedule.check_every);
-    // Both fire immediately on the first tick; the checkout just happened.
-    extend.tick().await;
-    check.tick().await;
-    loop {
-        tokio::select! {
-            _ = extend.tick() => {
-                if !extend_once(catalog, product, &clients, &consumption).await {
-                    // Revoked for good: re-checks must not grant anything again.
-                    return;
-                }
-            }
-            _ = check.tick() => check_once(catalog, product, &clients, &consumption).await,
+/// What the driver is to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Nothing until this monotonic instant.
+    Wait(Duration),
+    /// `ExtendLicenseConsumption` of this token.
+    Extend(String),
+    /// `GetLicense` of this license.
+    Recheck(String),
+    /// `CheckInLicense` of a consumption the lease is ending.
+    CheckIn(String),
+    /// `CheckoutLicense` with this client token.
+    Checkout(String),
+    /// The lease has ended (checked in at shutdown).
+    Done,
+}
+
+/// A successful checkout.
+#[derive(Debug, Clone)]
+pub(crate) struct Grant {
+    pub(crate) token: String,
+    pub(crate) license_arn: String,
+    pub(crate) allowed: Vec<String>,
+    /// `IssuedAt` and `Expiration`, parsed when AWS sent them.
+    pub(crate) issued_at: Option<SystemTime>,
+    pub(crate) expiration: Option<SystemTime>,
+    /// `Expiration` as AWS wrote it.
+    pub(crate) expiration_text: String,
+}
+
+/// A successful extension.
+#[derive(Debug, Clone)]
+pub(crate) struct Extension {
+    pub(crate) expiration: Option<SystemTime>,
+    pub(crate) expiration_text: String,
+}
+
+/// When a request was sent: on the monotonic clock and on the wall clock
+/// (the latter only maps `Expiration` when AWS sent no `IssuedAt`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sent {
+    pub(crate) at: Duration,
+    pub(crate) wall: SystemTime,
+}
+
+/// What a re-check found.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Recheck {
+    /// The license's status (`AVAILABLE`, `EXPIRED`, ...).
+    pub(crate) state: String,
+    /// `Unit = None` entitlements the manifest maps that the license carries
+    /// now (upgrades are granted at once: they hold no seat).
+    pub(crate) present: Vec<String>,
+    /// Entitlements the consumption holds that the license no longer has.
+    pub(crate) missing: Vec<String>,
+}
+
+/// Why the runtime stops extending a consumption.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ending {
+    /// AWS refused to extend it.
+    Refused(String),
+    /// A re-check found the license unusable or without what is held.
+    Changed(String),
+}
+
+impl Ending {
+    fn reason(&self) -> &str {
+        match self {
+            Ending::Refused(r) | Ending::Changed(r) => r,
         }
     }
 }
 
-async fn extend_once(
-    catalog: &'static Catalog,
-    product: &'static Product,
-    clients: &Clients,
-    consumption: &Consumption,
-) -> bool {
-    let result = clients
-        .licenses
-        .extend_license_consumption()
-        .license_consumption_token(&consumption.token)
-        .send()
-        .await;
-    match result {
-        Ok(output) => {
-            status::record_call("ExtendLicenseConsumption", Ok(()));
-            status::recover("license-extension");
-            let expiration = output.expiration().unwrap_or_default().to_owned();
-            status::update_license(|l| {
-                if let Some(l) = l {
-                    l.expiration = expiration;
-                    l.last_extended = Some(status::now_secs());
-                }
-            });
-            tracing::debug!(target: "marketgate", "license consumption extended");
-            true
+#[derive(Debug, Clone)]
+struct Held {
+    token: String,
+    license_arn: String,
+    allowed: Vec<String>,
+    present: Vec<String>,
+    /// AWS's `IssuedAt` and when the checkout was sent.
+    anchor: Option<(SystemTime, Duration)>,
+    expiration: String,
+    deadline: Duration,
+    next_extend: Duration,
+    failures: u32,
+    last_error: Option<String>,
+    extended_at: Option<SystemTime>,
+    ending: Option<Ending>,
+}
+
+#[derive(Debug, Clone)]
+struct Lapsed {
+    /// The consumption the lease had, while AWS may still have it: extended
+    /// (it lapsed on failures) or checked in (the lease ended it), then
+    /// forgotten.
+    old: Option<Box<Held>>,
+    license_arn: String,
+    client_token: String,
+    next_attempt: Duration,
+    failures: u32,
+    /// Why the lease lapsed.
+    reason: String,
+    /// The last failure of recovering.
+    last_error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+enum Phase {
+    Held(Box<Held>),
+    Lapsed(Lapsed),
+    Ended,
+}
+
+/// What [`crate::status`] shows of the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct View {
+    pub(crate) state: crate::status::LeaseState,
+    pub(crate) license_arn: String,
+    /// The consumption token, shortened.
+    pub(crate) consumption: Option<String>,
+    pub(crate) expiration: Option<String>,
+    /// Time left until the deadline.
+    pub(crate) deadline_in: Option<Duration>,
+    pub(crate) last_extended: Option<SystemTime>,
+    pub(crate) last_error: Option<String>,
+    pub(crate) failures: u32,
+    pub(crate) reason: Option<String>,
+}
+
+/// One License Manager consumption and its deadline.
+#[derive(Debug, Clone)]
+pub(crate) struct Lease {
+    policy: Policy,
+    phase: Phase,
+    next_check: Duration,
+}
+
+/// The token as `status()` shows it: enough to match a log line, not to use.
+fn redact(token: &str) -> String {
+    let head: String = token.chars().take(6).collect();
+    format!("{head}…")
+}
+
+impl Lease {
+    /// A lease on the consumption start-up checked out.
+    pub(crate) fn new(policy: Policy, grant: Grant, sent: Sent) -> Self {
+        let mut lease = Lease {
+            policy,
+            phase: Phase::Ended,
+            next_check: sent.at + policy.check_every,
+        };
+        lease.hold(grant, sent, sent.at);
+        lease
+    }
+
+    fn hold(&mut self, grant: Grant, sent: Sent, now: Duration) {
+        let anchor = grant.issued_at.map(|issued| (issued, sent.at));
+        let deadline = deadline(&self.policy, sent, anchor, grant.expiration);
+        self.phase = Phase::Held(Box::new(Held {
+            token: grant.token,
+            license_arn: grant.license_arn,
+            allowed: grant.allowed,
+            present: Vec::new(),
+            anchor,
+            expiration: grant.expiration_text,
+            deadline,
+            next_extend: extend_after(&self.policy, now, deadline),
+            failures: 0,
+            last_error: None,
+            extended_at: None,
+            ending: None,
+        }));
+    }
+
+    /// What to do at `now`. Passing the deadline revokes (the lease lapses)
+    /// before anything else is decided.
+    pub(crate) fn next(&mut self, now: Duration) -> Step {
+        if let Phase::Held(held) = &self.phase
+            && now >= held.deadline
+        {
+            self.lapse(now);
         }
-        Err(e) => {
-            let failure = classify("ExtendLicenseConsumption", &e);
-            status::record_call("ExtendLicenseConsumption", Err(&failure));
-            if failure.retry == crate::aws::Retry::Transient {
-                // The next tick retries, well inside the 60-minute TTL.
-                status::degrade(
-                    "license-extension",
-                    format!("license consumption not extended yet: {failure}"),
-                );
-                tracing::warn!(target: "marketgate", %failure, "extension failed; will retry");
-                true
-            } else {
-                let message = format!(
-                    "License Manager refused to extend this process's license consumption \
-                     ({failure}); every feature of product `{}` is revoked",
-                    product.name()
-                );
-                tracing::error!(target: "marketgate", "{message}");
-                status::degrade("license-extension", message);
-                entitlement::activate(catalog, product, crate::catalog::FeatureSet::EMPTY);
-                false
+        match &self.phase {
+            Phase::Held(held) => {
+                if held.ending.is_none() && now >= held.next_extend {
+                    return Step::Extend(held.token.clone());
+                }
+                if now >= self.next_check {
+                    return Step::Recheck(held.license_arn.clone());
+                }
+                let mut wake = held.deadline.min(self.next_check);
+                if held.ending.is_none() {
+                    wake = wake.min(held.next_extend);
+                }
+                Step::Wait(wake)
+            }
+            Phase::Lapsed(lapsed) if now >= lapsed.next_attempt => match &lapsed.old {
+                Some(old) if old.ending.is_some() => Step::CheckIn(old.token.clone()),
+                Some(old) => Step::Extend(old.token.clone()),
+                None => Step::Checkout(lapsed.client_token.clone()),
+            },
+            Phase::Lapsed(lapsed) => Step::Wait(lapsed.next_attempt),
+            Phase::Ended => Step::Done,
+        }
+    }
+
+    /// The deadline passed (or AWS no longer has the consumption): every
+    /// feature goes, and recovery starts at once.
+    fn lapse(&mut self, now: Duration) {
+        let Phase::Held(held) = std::mem::replace(&mut self.phase, Phase::Ended) else {
+            return;
+        };
+        let reason = match (&held.ending, &held.last_error) {
+            (Some(ending), _) => format!("the license consumption ended: {}", ending.reason()),
+            (None, Some(error)) => format!(
+                "the license consumption could not be extended before its deadline ({} tries \
+                 failed, the last: {error})",
+                held.failures
+            ),
+            (None, None) => "the license consumption reached its deadline".to_owned(),
+        };
+        self.phase = Phase::Lapsed(Lapsed {
+            license_arn: held.license_arn.clone(),
+            old: Some(held),
+            client_token: random_hex(32),
+            next_attempt: now,
+            failures: 0,
+            reason,
+            last_error: None,
+        });
+    }
+
+    /// The deadline while features are held: the driver races every call
+    /// against it, so revocation is on time even while a call hangs.
+    pub(crate) fn deadline_pending(&self) -> Option<Duration> {
+        match &self.phase {
+            Phase::Held(held) => Some(held.deadline),
+            Phase::Lapsed(_) | Phase::Ended => None,
+        }
+    }
+
+    /// AWS's answer to extending `token`.
+    pub(crate) fn extended(
+        &mut self,
+        token: &str,
+        sent: Sent,
+        now: Duration,
+        answer: Result<Extension, AwsFailure>,
+    ) {
+        let policy = self.policy;
+        match &mut self.phase {
+            Phase::Held(held) if held.token == token => {
+                if apply_extension(&policy, held, sent, now, answer) {
+                    // It is gone: nothing to check in, no deadline to wait for.
+                    self.lapse(now);
+                    if let Phase::Lapsed(lapsed) = &mut self.phase {
+                        lapsed.old = None;
+                    }
+                }
+            }
+            Phase::Lapsed(lapsed) if lapsed.old.as_ref().is_some_and(|o| o.token == token) => {
+                match answer {
+                    Ok(extension) => {
+                        // AWS still had it: the same seat, never shared.
+                        if let Some(mut old) = lapsed.old.take() {
+                            old.ending = None;
+                            // The deadline it had has passed; only this answer counts.
+                            old.deadline = Duration::ZERO;
+                            apply_extension(&policy, &mut old, sent, now, Ok(extension));
+                            self.phase = Phase::Held(old);
+                        }
+                    }
+                    Err(failure) if failure.retry == Retry::Transient && !is_gone(&failure) => {
+                        lapsed.failures += 1;
+                        lapsed.last_error = Some(failure.to_string());
+                        lapsed.next_attempt = now + policy.recover.delay(lapsed.failures);
+                    }
+                    Err(failure) => {
+                        lapsed.last_error = Some(failure.to_string());
+                        lapsed.old = None;
+                        lapsed.next_attempt = now;
+                    }
+                }
+            }
+            // An answer for a consumption the lease no longer has.
+            Phase::Held(_) | Phase::Lapsed(_) | Phase::Ended => {}
+        }
+    }
+
+    /// AWS's answer to checking in a consumption the lease ended.
+    pub(crate) fn checked_in(
+        &mut self,
+        token: &str,
+        now: Duration,
+        answer: Result<(), AwsFailure>,
+    ) {
+        let policy = self.policy;
+        if let Phase::Lapsed(lapsed) = &mut self.phase
+            && lapsed.old.as_ref().is_some_and(|o| o.token == token)
+        {
+            match answer {
+                Err(failure) if failure.retry == Retry::Transient && !is_gone(&failure) => {
+                    lapsed.failures += 1;
+                    lapsed.last_error = Some(failure.to_string());
+                    lapsed.next_attempt = now + policy.recover.delay(lapsed.failures);
+                }
+                Ok(()) | Err(_) => {
+                    lapsed.old = None;
+                    lapsed.next_attempt = now;
+                }
             }
         }
     }
-}
 
-async fn check_once(
-    catalog: &'static Catalog,
-    product: &'static Product,
-    clients: &Clients,
-    consumption: &Consumption,
-) {
-    let result = clients
-        .licenses
-        .get_license()
-        .license_arn(&consumption.license_arn)
-        .send()
-        .await;
-    let license = match result {
-        Ok(output) => {
-            status::record_call("GetLicense", Ok(()));
-            output.license().cloned()
-        }
-        Err(e) => {
-            let failure = classify("GetLicense", &e);
-            status::record_call("GetLicense", Err(&failure));
-            tracing::warn!(target: "marketgate", %failure, "license re-check failed");
+    /// AWS's answer to a checkout while lapsed.
+    pub(crate) fn checked_out(
+        &mut self,
+        client_token: &str,
+        sent: Sent,
+        now: Duration,
+        answer: Result<Grant, AwsFailure>,
+    ) {
+        let policy = self.policy;
+        let Phase::Lapsed(lapsed) = &mut self.phase else {
+            return;
+        };
+        if lapsed.client_token != client_token {
             return;
         }
-    };
-    let Some(license) = license else {
-        return;
-    };
-    let state = license.status().map(|s| s.as_str().to_owned());
-    status::update_license(|l| {
-        if let Some(l) = l {
-            l.last_checked = Some(status::now_secs());
-            l.license_state.clone_from(&state);
-        }
-    });
-    if state.as_deref() != Some("AVAILABLE") {
-        status::degrade(
-            "license-state",
-            format!(
-                "the license is {}: new containers will not start; this one keeps its \
-                 checkout while AWS extends it",
-                state.as_deref().unwrap_or("in an unknown state")
-            ),
-        );
-        return;
-    }
-    status::recover("license-state");
-    // What we hold: the entitlements allowed at checkout, plus `Unit = None`
-    // entitlements the license carries now (upgrades); minus `Unit = None`
-    // ones it no longer carries (downgrades). Counted ones stay as checked out.
-    let in_license: Vec<&str> = license
-        .entitlements()
-        .iter()
-        .map(aws_sdk_licensemanager::types::Entitlement::name)
-        .collect();
-    let Some(spec) = product.license() else {
-        return;
-    };
-    let allowed: Vec<String> = spec
-        .entitlements()
-        .iter()
-        .filter(|e| {
-            let present = in_license.contains(&e.name());
-            if e.unit() == "None" {
-                present
-            } else {
-                consumption.allowed.iter().any(|a| a == e.name())
+        match answer {
+            Ok(grant) => {
+                self.hold(grant, sent, now);
+                self.next_check = now + policy.check_every;
             }
-        })
-        .map(|e| e.name().to_owned())
-        .collect();
-    let granted = features_for(product, &allowed);
-    if granted != entitlement::granted() {
-        tracing::info!(target: "marketgate", allowed = ?allowed, "license entitlements changed");
+            Err(failure) => {
+                lapsed.failures += 1;
+                lapsed.last_error = Some(failure.to_string());
+                lapsed.next_attempt = now + policy.recover.delay(lapsed.failures);
+            }
+        }
     }
-    entitlement::activate(catalog, product, granted);
+
+    /// What a re-check of the license found (`None`: the re-check failed).
+    pub(crate) fn rechecked(&mut self, now: Duration, found: Option<Recheck>) {
+        self.next_check = now + self.policy.check_every;
+        let (Phase::Held(held), Some(found)) = (&mut self.phase, found) else {
+            return;
+        };
+        held.present = found.present;
+        let change = if found.state != "AVAILABLE" {
+            Some(format!("the license is {}", found.state))
+        } else if !found.missing.is_empty() {
+            Some(format!(
+                "the license no longer has {}",
+                found.missing.join(", ")
+            ))
+        } else {
+            None
+        };
+        match (change, &held.ending) {
+            (Some(change), None | Some(Ending::Changed(_))) => {
+                held.ending = Some(Ending::Changed(change));
+            }
+            // Usable again, with everything held: keep extending.
+            (None, Some(Ending::Changed(_))) => {
+                held.ending = None;
+                held.next_extend = now;
+            }
+            (_, _) => {}
+        }
+    }
+
+    /// The entitlements granted now: what the checkout allowed plus
+    /// `Unit = None` upgrades; `None` once lapsed.
+    pub(crate) fn entitlements(&self) -> Option<Vec<String>> {
+        match &self.phase {
+            Phase::Held(held) => {
+                let mut names = held.allowed.clone();
+                for name in &held.present {
+                    if !names.contains(name) {
+                        names.push(name.clone());
+                    }
+                }
+                Some(names)
+            }
+            Phase::Lapsed(_) | Phase::Ended => None,
+        }
+    }
+
+    /// The entitlements the held consumption was allowed at checkout.
+    pub(crate) fn allowed(&self) -> &[String] {
+        match &self.phase {
+            Phase::Held(held) => &held.allowed,
+            Phase::Lapsed(_) | Phase::Ended => &[],
+        }
+    }
+
+    /// Ends the lease for shutdown: the token to check in, if the lease has
+    /// one AWS may still hold, and its license.
+    pub(crate) fn end(&mut self) -> Option<(String, String)> {
+        let phase = std::mem::replace(&mut self.phase, Phase::Ended);
+        match phase {
+            Phase::Held(held) => Some((held.token, held.license_arn)),
+            Phase::Lapsed(Lapsed {
+                old: Some(old),
+                license_arn,
+                ..
+            }) => Some((old.token, license_arn)),
+            Phase::Lapsed(_) | Phase::Ended => None,
+        }
+    }
+
+    /// What `status()` shows, at monotonic time `now`.
+    pub(crate) fn view(&self, now: Duration) -> Option<View> {
+        use crate::status::LeaseState;
+        match &self.phase {
+            Phase::Held(held) => Some(View {
+                state: if held.ending.is_some() {
+                    LeaseState::Ending
+                } else if held.failures > 0 {
+                    LeaseState::HeldPastFailure
+                } else {
+                    LeaseState::Held
+                },
+                license_arn: held.license_arn.clone(),
+                consumption: Some(redact(&held.token)),
+                expiration: Some(held.expiration.clone()),
+                deadline_in: Some(held.deadline.saturating_sub(now)),
+                last_extended: held.extended_at,
+                last_error: held.last_error.clone(),
+                failures: held.failures,
+                reason: held.ending.as_ref().map(|e| e.reason().to_owned()),
+            }),
+            Phase::Lapsed(lapsed) => Some(View {
+                state: LeaseState::Lapsed,
+                license_arn: lapsed.license_arn.clone(),
+                consumption: lapsed.old.as_ref().map(|o| redact(&o.token)),
+                expiration: lapsed.old.as_ref().map(|o| o.expiration.clone()),
+                deadline_in: None,
+                last_extended: lapsed.old.as_ref().and_then(|o| o.extended_at),
+                last_error: lapsed.last_error.clone(),
+                failures: lapsed.failures,
+                reason: Some(lapsed.reason.clone()),
+            }),
+            Phase::Ended => None,
+        }
+    }
 }
 
-/// Returns the seat.
-pub(crate) async fn check_in(clients: &Clients, consumption: &Consumption) {
-    let result = clients
-        .licenses
-        .check_in_license()
-        .license_consumption_token(&consumption.token)
-        .send()
-        .await;
-    match result {
-        Ok(_) => {
-            status::record_call("CheckInLicense", Ok(()));
-            tracing::info!(target: "marketgate", license = %consumption.license_arn, "license checked in");
+/// The deadline for a consumption that expires at `expiration` (AWS's
+/// clock), made or extended by a request sent at `sent`.
+fn deadline(
+    policy: &Policy,
+    sent: Sent,
+    anchor: Option<(SystemTime, Duration)>,
+    expiration: Option<SystemTime>,
+) -> Duration {
+    let cap = sent.at + policy.ttl_cap;
+    let expires = expiration.map(|exp| match anchor {
+        Some((issued, checkout_sent)) => {
+            checkout_sent + exp.duration_since(issued).unwrap_or_default()
         }
-        Err(e) => {
-            let failure = classify("CheckInLicense", &e);
-            status::record_call("CheckInLicense", Err(&failure));
-            tracing::warn!(
-                target: "marketgate",
-                %failure,
-                "license check-in failed; AWS returns the seat when the consumption expires"
-            );
+        None => sent.at + exp.duration_since(sent.wall).unwrap_or_default(),
+    });
+    expires
+        .map_or(cap, |e| e.min(cap))
+        .saturating_sub(policy.margin)
+}
+
+/// When to extend a consumption whose deadline is `deadline`: half the time
+/// left, at most `extend_every` from now.
+fn extend_after(policy: &Policy, now: Duration, deadline: Duration) -> Duration {
+    now + (deadline.saturating_sub(now) / 2).min(policy.extend_every)
+}
+
+/// Applies an answer to extending `held`; true when AWS no longer has it.
+fn apply_extension(
+    policy: &Policy,
+    held: &mut Held,
+    sent: Sent,
+    now: Duration,
+    answer: Result<Extension, AwsFailure>,
+) -> bool {
+    match answer {
+        Ok(extension) => {
+            // A late answer never shortens what an earlier one granted.
+            held.deadline =
+                held.deadline
+                    .max(deadline(policy, sent, held.anchor, extension.expiration));
+            held.expiration = extension.expiration_text;
+            held.failures = 0;
+            held.last_error = None;
+            held.extended_at = Some(sent.wall);
+            held.next_extend = extend_after(policy, now, held.deadline);
+            false
+        }
+        Err(failure) if is_gone(&failure) => {
+            held.last_error = Some(failure.to_string());
+            held.ending = Some(Ending::Refused(format!("AWS no longer has it ({failure})")));
+            true
+        }
+        Err(failure) if failure.retry == Retry::Transient => {
+            held.failures += 1;
+            held.last_error = Some(failure.to_string());
+            held.next_extend = now + policy.retry.delay(held.failures);
+            false
+        }
+        Err(failure) => {
+            held.failures += 1;
+            held.last_error = Some(failure.to_string());
+            held.ending = Some(Ending::Refused(format!(
+                "License Manager refused to extend it ({failure})"
+            )));
+            false
         }
     }
 }
+
+/// AWS no longer has the consumption (it expired or was checked in).
+fn is_gone(failure: &AwsFailure) -> bool {
+    failure.code.as_deref() == Some("ResourceNotFoundException")
+}
+
+#[cfg(test)]
+#[path = "lease_tests.rs"]
+mod tests;

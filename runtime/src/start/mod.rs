@@ -21,8 +21,9 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use error::StartError;
 pub use options::{
-    CHECKPOINT_INTERVAL_ENV, DEFAULT_STATE_DIR, MAX_SIGNAL_GRACE_FROM_ENV, MAX_UNREPORTED_ENV,
-    Options, PRODUCT_CODE_ENV, SIGNAL_GRACE_ENV, STARTUP_TIMEOUT_ENV, STATE_DIR_ENV,
+    CHECKPOINT_INTERVAL_ENV, DEFAULT_STATE_DIR, MAX_SEAT_WAIT, MAX_SIGNAL_GRACE_FROM_ENV,
+    MAX_UNREPORTED_ENV, Options, PRODUCT_CODE_ENV, SEAT_WAIT_ENV, SIGNAL_GRACE_ENV,
+    STARTUP_TIMEOUT_ENV, STATE_DIR_ENV,
 };
 use shutdown::{Command, ShutdownWork};
 
@@ -241,6 +242,7 @@ async fn verify_product(
     catalog: &'static Catalog,
     product: &'static Product,
     options: &Options,
+    lease_clock: &license::Monotonic,
 ) -> Result<(aws::Clients, verify::Verified), StartError> {
     let region = match &options.dev_region {
         Some(region) => crate::region::DiscoveredRegion {
@@ -279,6 +281,8 @@ async fn verify_product(
         clients: &clients,
         backoff: options.backoff(),
         clock: &options.clock,
+        lease_clock,
+        seat_wait: options.seat_wait,
     };
     let verified = verify::verify(&cx).await?;
     Ok((clients, verified))
@@ -295,7 +299,8 @@ async fn run(
     aws::report_ignored_overrides(&options.endpoint);
     #[cfg(feature = "dev")]
     let options = follow_simulator_clock(options).await;
-    let (clients, verified) = match verify_product(catalog, product, &options).await {
+    let lease_clock = options.lease_clock();
+    let (clients, verified) = match verify_product(catalog, product, &options, &lease_clock).await {
         Ok(v) => v,
         Err(e) => {
             status::set_refusal(e.to_string());
@@ -315,17 +320,20 @@ async fn run(
         features = ?catalog.feature_names(entitlement::granted()).collect::<Vec<_>>(),
         "entitlement verified"
     );
-    let maintenance = verified.consumption.clone().map(|consumption| {
-        tokio::spawn(license::maintain(
+    let lease = verified.lease.map(|(grant, sent)| {
+        let policy = license::policy(options.license_extend, options.license_check);
+        let lease: license::SharedLease = Arc::new(std::sync::Mutex::new(license::Lease::new(
+            policy, grant, sent,
+        )));
+        let driver = license::Driver {
             catalog,
             product,
-            clients.clone(),
-            consumption,
-            license::Schedule {
-                extend_every: options.license_extend,
-                check_every: options.license_check,
-            },
-        ))
+            clients: clients.clone(),
+            clock: lease_clock.clone(),
+            wall: options.clock.clone(),
+            lease: lease.clone(),
+        };
+        (lease, tokio::spawn(driver.run()))
     });
     // Metered dimensions exist only for custom pricing (a paid product).
     let metering = (product.dimension_mask() != 0).then(|| {
@@ -354,11 +362,13 @@ async fn run(
     });
     reply.send(Ok(()));
     let work = ShutdownWork {
+        catalog,
+        product,
         clients,
-        consumption: verified.consumption,
-        maintenance,
+        lease,
         metering,
         checkpoint_every: options.checkpoint_every,
+        check_in_budget: options.flush_budget,
         checked_in: false,
         flushed: false,
     };
@@ -372,7 +382,10 @@ async fn follow_simulator_clock(mut options: Options) -> Options {
     let wanted = std::env::var(crate::dev_clock::DEV_CLOCK_ENV).is_ok_and(|v| v == "simulator");
     if let (true, aws::Endpoint::Dev(url)) = (wanted, &options.endpoint) {
         match crate::dev_clock::follow(url).await {
-            Some(clock) => options.clock = clock,
+            Some(clock) => {
+                options.clock = clock;
+                options.clock_replaced = true;
+            }
             None => tracing::warn!(target: "marketgate", "cannot read the simulator's clock"),
         }
     }

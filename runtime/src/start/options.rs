@@ -16,8 +16,9 @@ pub const PRODUCT_CODE_ENV: &str = "MARKETGATE_PRODUCT_CODE";
 /// Start-up retry budget in seconds (default 1800, AWS's 30 minutes).
 pub const STARTUP_TIMEOUT_ENV: &str = "MARKETGATE_STARTUP_TIMEOUT_SECS";
 /// Seconds `main` gets to return after SIGTERM/SIGINT before the process
-/// exits (default 10). With the check-in before it and the flush after it,
-/// see [`Options::max_exit_after_signal`] for the stop timeout a task needs.
+/// exits (default 10). With the report before it and the flush and check-in
+/// after it, see [`Options::max_exit_after_signal`] for the stop timeout a
+/// task needs.
 pub const SIGNAL_GRACE_ENV: &str = "MARKETGATE_SIGNAL_GRACE_SECS";
 /// The longest signal grace [`SIGNAL_GRACE_ENV`] can set. Usage recorded
 /// after a signal goes into the next hour's report, which a container that
@@ -26,6 +27,13 @@ pub const MAX_SIGNAL_GRACE_FROM_ENV: Duration = Duration::from_secs(30);
 /// Shortens (never lengthens) the product's `max-unreported` bound, in
 /// seconds.
 pub const MAX_UNREPORTED_ENV: &str = "MARKETGATE_MAX_UNREPORTED_SECS";
+
+/// How long a contract product's start-up waits for a license seat when
+/// every unit is in use, in seconds (default 300, at most 3900).
+pub const SEAT_WAIT_ENV: &str = "MARKETGATE_SEAT_WAIT_SECS";
+/// The longest [`SEAT_WAIT_ENV`] can set: a seat held by a task that was
+/// killed without checking in comes back within AWS's 60 minutes.
+pub const MAX_SEAT_WAIT: Duration = Duration::from_mins(65);
 
 /// Checkpoint interval in milliseconds; only shorter than the 10 s default
 /// is accepted (a longer one would let a buyer lose more usage to a kill).
@@ -75,6 +83,9 @@ pub struct Options {
     pub(super) flush_budget: Duration,
     pub(super) max_unreported: Option<Duration>,
     pub(super) clock: Clock,
+    /// Whether `clock` was replaced (`dev` builds): the lease then follows it.
+    pub(super) clock_replaced: bool,
+    pub(super) seat_wait: Duration,
     /// Development overrides (`dev` builds only): Region and static credentials.
     pub(super) dev_region: Option<String>,
     pub(super) dev_credentials: Option<(String, String)>,
@@ -109,6 +120,8 @@ impl Default for Options {
             flush_budget: Duration::from_secs(10),
             max_unreported: None,
             clock: Arc::new(SystemTime::now),
+            clock_replaced: false,
+            seat_wait: Duration::from_mins(5),
             dev_region: None,
             dev_credentials: None,
         }
@@ -133,6 +146,9 @@ impl Options {
         }
         if let Some(grace) = env_secs(SIGNAL_GRACE_ENV) {
             options.signal_grace = grace_from_env(grace);
+        }
+        if let Some(wait) = env_secs(SEAT_WAIT_ENV) {
+            options = options.seat_wait(wait);
         }
         if let Some(bound) = env_secs(MAX_UNREPORTED_ENV) {
             options = options.max_unreported(bound);
@@ -208,8 +224,19 @@ impl Options {
         self
     }
 
-    /// Interval of license consumption extensions (default 30 minutes; at
-    /// most 45 so a consumption never lapses while the process runs).
+    /// How long a contract product's start-up waits for a license seat when
+    /// every unit of a counted entitlement is in use (default 5 minutes, at
+    /// most [`MAX_SEAT_WAIT`]; [`SEAT_WAIT_ENV`]). In a rolling deployment
+    /// the task being replaced returns its seat when it checks in on SIGTERM.
+    #[must_use]
+    pub fn seat_wait(mut self, wait: Duration) -> Self {
+        self.seat_wait = wait.min(MAX_SEAT_WAIT);
+        self
+    }
+
+    /// The longest time between license consumption extensions (default 30
+    /// minutes, at most 45). Extensions happen at half the time left before
+    /// the lease's deadline, so this rarely applies.
     #[must_use]
     pub fn license_extend_interval(mut self, interval: Duration) -> Self {
         self.license_extend =
@@ -251,9 +278,10 @@ impl Options {
     }
 
     /// The longest the runtime can take from SIGTERM or SIGINT to the end
-    /// of the process: the report of all usage so far (one flush budget)
-    /// and the license check-in (one call attempt) at once, then `main`'s
-    /// grace, then the final flush (35 s with the defaults). Give the task
+    /// of the process: the report of all usage so far (one flush budget),
+    /// then `main`'s grace, then the final flush and the license check-in
+    /// at once (the check-in retries for one flush budget, and its last try
+    /// may take one call timeout): 35 s with the defaults. Give the task
     /// more than this to stop (ECS `stopTimeout`, Kubernetes
     /// `terminationGracePeriodSeconds`), or the last report can be cut off
     /// by SIGKILL.
@@ -268,6 +296,7 @@ impl Options {
     #[must_use]
     pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
         self.clock = Arc::new(clock);
+        self.clock_replaced = true;
         self
     }
 
@@ -299,6 +328,15 @@ impl Options {
     ) -> Self {
         self.dev_credentials = Some((access_key_id.into(), secret.into()));
         self
+    }
+
+    /// The lease's clock: monotonic, or (`dev`) following a replaced clock.
+    pub(super) fn lease_clock(&self) -> license::Monotonic {
+        if self.clock_replaced {
+            license::Monotonic::follow(self.clock.clone())
+        } else {
+            license::Monotonic::tokio()
+        }
     }
 
     pub(super) fn backoff(&self) -> Backoff {

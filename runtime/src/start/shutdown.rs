@@ -1,5 +1,6 @@
-//! Shutdown: on `main`'s return or on SIGTERM/SIGINT, the usage is
-//! checkpointed and reported and the license checked in, within bounds.
+//! Shutdown: on SIGTERM/SIGINT the usage so far is reported at once; when
+//! `main` returns (or the signal's grace runs out) the rest is reported and
+//! the license checked in, at the same time and within bounds.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,8 +8,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::aws;
+use crate::catalog::{Catalog, Product};
 use crate::entitlement;
-use crate::license::{self, Consumption};
+use crate::license::{self, SharedLease};
 use crate::metering::{self, Pipeline};
 use crate::status::{self, RunState};
 
@@ -33,11 +35,13 @@ pub(super) async fn serve(
             command
         }
         signo = wait_for_signal(handle_signals) => {
-            tracing::info!(target: "marketgate", signal = signo, "signal received: reporting usage and checking in");
-            // At once: every unit recorded so far reported, the seat
-            // returned; neither waits for main or the grace, which the
-            // deployment controls. Units the program records while it winds
-            // down go into the next hour's report (see the README).
+            tracing::info!(target: "marketgate", signal = signo, "signal received: reporting usage");
+            // At once: every unit recorded so far reported, without waiting
+            // for main or the grace, which the deployment controls. Units the
+            // program records while it winds down go into the next hour's
+            // report (see the README). The license stays held while main
+            // winds down (its features may still be in use), and is checked
+            // in when main returns or the grace ends.
             work.on_signal().await;
             tokio::select! {
                 command = commands.recv() => {
@@ -56,9 +60,11 @@ pub(super) async fn serve(
 
 /// What must happen before the process ends.
 pub(super) struct ShutdownWork {
+    pub(super) catalog: &'static Catalog,
+    pub(super) product: &'static Product,
     pub(super) clients: aws::Clients,
-    pub(super) consumption: Option<Consumption>,
-    pub(super) maintenance: Option<tokio::task::JoinHandle<()>>,
+    /// The license lease and its driver (contract products).
+    pub(super) lease: Option<(SharedLease, tokio::task::JoinHandle<()>)>,
     /// The pipeline and its background task (reporting, or after a signal
     /// checkpointing only).
     pub(super) metering: Option<(
@@ -66,66 +72,64 @@ pub(super) struct ShutdownWork {
         tokio::task::JoinHandle<()>,
     )>,
     pub(super) checkpoint_every: Duration,
+    /// How long check-in retries transient failures.
+    pub(super) check_in_budget: Duration,
     pub(super) checked_in: bool,
     pub(super) flushed: bool,
 }
 
 impl ShutdownWork {
-    async fn check_in(&mut self) {
-        if std::mem::replace(&mut self.checked_in, true) {
-            return;
-        }
-        if let Some(task) = self.maintenance.take() {
+    /// Signal received: all usage so far reported now (the open hour
+    /// included, within the flush budget). Until the final flush, usage
+    /// keeps being checkpointed (a send in flight is aborted; it stays in
+    /// doubt and is resent identically).
+    async fn on_signal(&mut self) {
+        status::set_state(RunState::ShuttingDown);
+        if let Some((pipeline, task)) = &mut self.metering {
             task.abort();
-        }
-        if let Some(consumption) = self.consumption.take() {
-            license::check_in(&self.clients, &consumption).await;
+            metering::run::flush(pipeline).await;
+            *task = tokio::spawn(metering::run::checkpoint_only(
+                pipeline.clone(),
+                self.checkpoint_every,
+            ));
         }
     }
 
-    /// Signal received: all usage so far reported now (the open hour
-    /// included, within the flush budget), licenses back at the same time.
-    /// Until the final flush, usage keeps being checkpointed (a send in
-    /// flight is aborted; it stays in doubt and is resent identically).
-    async fn on_signal(&mut self) {
+    /// The end: stop metering and report all usage, the open hour included;
+    /// at the same time check the license in (retrying within its budget).
+    async fn run(&mut self) {
         status::set_state(RunState::ShuttingDown);
+        let ShutdownWork {
+            catalog,
+            product,
+            clients,
+            lease,
+            metering,
+            check_in_budget,
+            checked_in,
+            flushed,
+            ..
+        } = self;
         let report = async {
-            if let Some((pipeline, task)) = &mut self.metering {
+            if !std::mem::replace(flushed, true)
+                && let Some((pipeline, task)) = metering
+            {
+                // Calls from here on are denied rather than counted into a
+                // report that has already gone.
+                entitlement::stop_metering();
                 task.abort();
                 metering::run::flush(pipeline).await;
-                *task = tokio::spawn(metering::run::checkpoint_only(
-                    pipeline.clone(),
-                    self.checkpoint_every,
-                ));
             }
         };
         let check_in = async {
-            if !std::mem::replace(&mut self.checked_in, true) {
-                if let Some(task) = self.maintenance.take() {
-                    task.abort();
-                }
-                if let Some(consumption) = self.consumption.take() {
-                    license::check_in(&self.clients, &consumption).await;
-                }
+            if !std::mem::replace(checked_in, true)
+                && let Some((lease, driver)) = lease.take()
+            {
+                driver.abort();
+                license::check_in(catalog, product, clients, &lease, *check_in_budget).await;
             }
         };
         tokio::join!(report, check_in);
-    }
-
-    /// The end: stop metering, report all usage, the open hour included,
-    /// and check in.
-    async fn run(&mut self) {
-        status::set_state(RunState::ShuttingDown);
-        if !std::mem::replace(&mut self.flushed, true)
-            && let Some((pipeline, task)) = &self.metering
-        {
-            // Calls from here on are denied rather than counted into a
-            // report that has already gone.
-            entitlement::stop_metering();
-            task.abort();
-            metering::run::flush(pipeline).await;
-        }
-        self.check_in().await;
     }
 }
 

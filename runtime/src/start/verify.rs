@@ -2,18 +2,20 @@
 //! signature verification (hourly, monthly), a `MeterUsage` dry run of every
 //! dimension (custom), `CheckoutLicense` (contract); docs/aws-rules.md.
 
-use aws_sdk_licensemanager::types::{CheckoutType, EntitlementData, EntitlementDataUnit};
+use std::time::Duration;
+
 use aws_smithy_types::DateTime;
 
 use super::error::StartError;
+use super::options::SEAT_WAIT_ENV;
 use crate::aws::retry::{Backoff, Exhausted};
 use crate::aws::{AwsFailure, Clients, classify};
 use crate::catalog::{Catalog, FeatureSet, Pricing, Product, RegistrationKey};
-use crate::license::{Consumption, features_for};
+use crate::license::{self, Grant, Monotonic, Sent, features_for};
 use crate::random::random_hex;
 use crate::region::DiscoveredRegion;
 use crate::signature;
-use crate::status::{self, LicenseStatus};
+use crate::status::{self, LeaseState, LicenseStatus};
 
 /// What verification established.
 #[derive(Debug)]
@@ -21,8 +23,8 @@ pub(crate) struct Verified {
     /// Features the license allowed (contract); for other models the
     /// product's features (narrowed by tier in `entitlement::grants`).
     pub(crate) granted: FeatureSet,
-    /// The license consumption held (contract products).
-    pub(crate) consumption: Option<Consumption>,
+    /// The license checkout made and when it was sent (contract products).
+    pub(crate) lease: Option<(Grant, Sent)>,
 }
 
 /// Context for turning AWS failures into start-up errors.
@@ -33,6 +35,10 @@ pub(crate) struct Context<'a> {
     pub(crate) clients: &'a Clients,
     pub(crate) backoff: Backoff,
     pub(crate) clock: &'a crate::time::Clock,
+    /// The lease's monotonic clock.
+    pub(crate) lease_clock: &'a Monotonic,
+    /// How long a contract checkout waits for a seat to be freed.
+    pub(crate) seat_wait: Duration,
 }
 
 impl Context<'_> {
@@ -198,7 +204,7 @@ async fn register(cx: &Context<'_>) -> Result<Verified, StartError> {
     }
     Ok(Verified {
         granted: product.features(),
-        consumption: None,
+        lease: None,
     })
 }
 
@@ -246,11 +252,14 @@ async fn dry_run(cx: &Context<'_>) -> Result<Verified, StartError> {
     );
     Ok(Verified {
         granted: product.features(),
-        consumption: None,
+        lease: None,
     })
 }
 
-/// `CheckoutLicense` PROVISIONAL for the manifest's entitlements.
+/// `CheckoutLicense` PROVISIONAL for the manifest's entitlements. When every
+/// unit is in use and the checkout asks for counted units, waits for one
+/// (up to [`Context::seat_wait`]): during a rolling deployment the task being
+/// replaced returns its seat when it checks in.
 async fn checkout(cx: &Context<'_>) -> Result<Verified, StartError> {
     let product = cx.product;
     let Some(spec) = product.license() else {
@@ -266,80 +275,90 @@ async fn checkout(cx: &Context<'_>) -> Result<Verified, StartError> {
     // One token for every retry of this checkout: a retried request that
     // AWS already served returns the same consumption instead of a second seat.
     let client_token = random_hex(32);
-    let entitlements: Vec<EntitlementData> = spec
-        .entitlements()
-        .iter()
-        .filter_map(|e| {
-            let mut data = EntitlementData::builder()
-                .name(e.name())
-                .unit(EntitlementDataUnit::from(e.unit()));
-            if let Some(value) = e.value() {
-                data = data.value(value);
+    // Real time: the wait is for another task to stop, not for AWS's clock.
+    let waiting_since = tokio::time::Instant::now();
+    let waited = || waiting_since.elapsed();
+    let mut waits = 0u32;
+    let (grant, sent) = loop {
+        let mut sent = None;
+        let result = cx
+            .call("CheckoutLicense", || {
+                sent = Some(Sent {
+                    at: cx.lease_clock.now(),
+                    wall: (cx.clock)(),
+                });
+                license::checkout(cx.clients, spec, &client_token)
+            })
+            .await;
+        match result {
+            Ok(grant) => break (grant, sent),
+            Err(StartError::NotLicensed { failure, .. })
+                if license::asks_for_counted(spec) && waited() < cx.seat_wait =>
+            {
+                waits += 1;
+                let delay = SEAT_RETRY
+                    .delay(waits)
+                    .min(cx.seat_wait.saturating_sub(waited()));
+                let message = format!(
+                    "no license seat is free: waiting for one, {:?} so far, at most {:?} (in a \
+                     rolling deployment the task being replaced returns its seat when it stops; \
+                     {SEAT_WAIT_ENV} sets the limit): {failure}",
+                    waited(),
+                    cx.seat_wait
+                );
+                tracing::warn!(target: "marketgate", product = product.name(), "{message}");
+                // `main` has not run yet, so the program may not have set up
+                // logging: an operator must still see why the task waits.
+                if !tracing::dispatcher::has_been_set() {
+                    eprintln!("marketgate: {message}");
+                }
+                tokio::time::sleep(delay).await;
             }
-            data.build().ok()
-        })
-        .collect();
-    let output = cx
-        .call("CheckoutLicense", || {
-            let request = cx
-                .clients
-                .licenses
-                .checkout_license()
-                .product_sku(spec.sku())
-                .checkout_type(CheckoutType::Provisional)
-                .key_fingerprint(spec.key_fingerprint())
-                .set_entitlements(Some(entitlements.clone()))
-                .client_token(&client_token);
-            async move {
-                request
-                    .send()
-                    .await
-                    .map_err(|e| classify("CheckoutLicense", &e))
-            }
-        })
-        .await?;
-    let allowed: Vec<String> = output
-        .entitlements_allowed()
-        .iter()
-        .map(|e| e.name().to_owned())
-        .collect();
-    let granted = features_for(product, &allowed);
-    let (Some(token), Some(arn)) = (output.license_consumption_token(), output.license_arn())
-    else {
-        return Err(StartError::Aws(AwsFailure {
-            operation: "CheckoutLicense",
-            code: None,
-            message: "the response has no LicenseConsumptionToken or LicenseArn".to_owned(),
-            status: None,
-            retry: crate::aws::Retry::Permanent,
-            delivery: crate::aws::Delivery::Answered,
-        }));
+            Err(other) => return Err(other),
+        }
     };
+    let sent = sent.unwrap_or(Sent {
+        at: cx.lease_clock.now(),
+        wall: (cx.clock)(),
+    });
+    let granted = features_for(product, &grant.allowed);
     tracing::info!(
         target: "marketgate",
         product = product.name(),
-        license = arn,
-        allowed = ?allowed,
-        expiration = output.expiration().unwrap_or("?"),
+        license = grant.license_arn,
+        allowed = ?grant.allowed,
+        expiration = grant.expiration_text,
         "license checked out"
     );
-    let expiration = output.expiration().unwrap_or_default().to_owned();
     status::update_license(|l| {
         *l = Some(LicenseStatus {
-            license_arn: arn.to_owned(),
-            expiration,
-            entitlements_allowed: allowed.clone(),
+            state: LeaseState::Held,
+            license_arn: grant.license_arn.clone(),
+            consumption: None,
+            expiration: grant.expiration_text.clone(),
+            deadline: None,
+            entitlements_allowed: grant.allowed.clone(),
             last_extended: None,
+            last_extension_error: None,
+            failed_attempts: 0,
+            held_past_failure: false,
+            reason: None,
+            next_action_at: None,
+            busy_since: None,
             last_checked: None,
             license_state: None,
         });
     });
     Ok(Verified {
         granted,
-        consumption: Some(Consumption {
-            token: token.to_owned(),
-            license_arn: arn.to_owned(),
-            allowed,
-        }),
+        lease: Some((grant, sent)),
     })
 }
+
+/// Delays between checkouts while waiting for a seat: 2 s, 4 s, ... up to
+/// 30 s apart.
+const SEAT_RETRY: Backoff = Backoff {
+    initial: Duration::from_secs(2),
+    max: Duration::from_secs(30),
+    budget: Duration::MAX,
+};
