@@ -9,8 +9,9 @@
 //!   checkout and on every extension, minus [`Policy::margin`], on the
 //!   monotonic clock. AWS's timestamps are mapped to it through the
 //!   checkout: `IssuedAt` is AWS's clock when it served the checkout, which
-//!   was no earlier than when the request was sent, so the deadline never
-//!   falls after the real expiry whatever this machine's wall clock says.
+//!   was no earlier than when the first request with its client token was
+//!   sent, so the deadline never falls after the real expiry whatever this
+//!   machine's wall clock says.
 //!   No consumption lasts longer than [`Policy::ttl_cap`] from the request
 //!   that made or extended it, whatever `Expiration` says.
 //! - **Extensions** at half the time left (at most [`Policy::extend_every`]
@@ -31,7 +32,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::aws::retry::Backoff;
-use crate::aws::{AwsFailure, Retry};
+use crate::aws::{AwsFailure, Delivery, Retry};
 use crate::random::random_hex;
 
 /// The timing rules of a lease.
@@ -142,6 +143,8 @@ struct Held {
     last_error: Option<String>,
     extended_at: Option<SystemTime>,
     ending: Option<Ending>,
+    /// When the features were (re)gained with this consumption.
+    since: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -152,6 +155,14 @@ struct Lapsed {
     old: Option<Box<Held>>,
     license_arn: String,
     client_token: String,
+    /// When the first checkout with `client_token` was sent: a retry with
+    /// the same token may get the answer to that first request (AWS
+    /// returns the consumption it already made), so only the first send
+    /// may anchor a deadline.
+    first_sent: Option<Sent>,
+    /// A checkout with `client_token` may have been served: shutdown must
+    /// find out (checking out again with the token) and check it in.
+    checkout_tried: bool,
     next_attempt: Duration,
     failures: u32,
     /// Why the lease lapsed.
@@ -165,6 +176,16 @@ enum Phase {
     Held(Box<Held>),
     Lapsed(Lapsed),
     Ended,
+}
+
+/// What a lease ended at shutdown may still hold with AWS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Leftover {
+    /// A consumption (token, license) to check in.
+    Consumption(String, String),
+    /// A checkout whose answer never came: AWS may have made a consumption,
+    /// which the same client token finds again.
+    Checkout(String),
 }
 
 /// What [`crate::status`] shows of the lease.
@@ -189,6 +210,8 @@ pub(crate) struct Lease {
     policy: Policy,
     phase: Phase,
     next_check: Duration,
+    /// Lapses in a row, each soon after the features were regained.
+    lapses: u32,
 }
 
 /// The token as `status()` shows it: enough to match a log line, not to use.
@@ -203,7 +226,8 @@ impl Lease {
         let mut lease = Lease {
             policy,
             phase: Phase::Ended,
-            next_check: sent.at + policy.check_every,
+            next_check: sent.at.saturating_add(policy.check_every),
+            lapses: 0,
         };
         lease.hold(grant, sent, sent.at);
         lease
@@ -225,6 +249,7 @@ impl Lease {
             last_error: None,
             extended_at: None,
             ending: None,
+            since: now,
         }));
     }
 
@@ -235,6 +260,12 @@ impl Lease {
             && now >= held.deadline
         {
             self.lapse(now);
+        }
+        if let Phase::Lapsed(lapsed) = &mut self.phase
+            && lapsed.old.is_none()
+            && now >= lapsed.next_attempt
+        {
+            lapsed.checkout_tried = true;
         }
         match &self.phase {
             Phase::Held(held) => {
@@ -266,6 +297,14 @@ impl Lease {
         let Phase::Held(held) = std::mem::replace(&mut self.phase, Phase::Ended) else {
             return;
         };
+        // A lease that lapses again at once (an answer whose deadline had
+        // already passed) backs off instead of looping.
+        self.lapses = if now.saturating_sub(held.since) < self.policy.margin {
+            self.lapses.saturating_add(1)
+        } else {
+            0
+        };
+        let failures = self.lapses;
         let reason = match (&held.ending, &held.last_error) {
             (Some(ending), _) => format!("the license consumption ended: {}", ending.reason()),
             (None, Some(error)) => format!(
@@ -279,8 +318,14 @@ impl Lease {
             license_arn: held.license_arn.clone(),
             old: Some(held),
             client_token: random_hex(32),
-            next_attempt: now,
-            failures: 0,
+            first_sent: None,
+            checkout_tried: false,
+            next_attempt: if failures == 0 {
+                now
+            } else {
+                now + self.policy.recover.delay(failures)
+            },
+            failures,
             reason,
             last_error: None,
         });
@@ -322,6 +367,7 @@ impl Lease {
                             old.ending = None;
                             // The deadline it had has passed; only this answer counts.
                             old.deadline = Duration::ZERO;
+                            old.since = now;
                             apply_extension(&policy, &mut old, sent, now, Ok(extension));
                             self.phase = Phase::Held(old);
                         }
@@ -331,9 +377,18 @@ impl Lease {
                         lapsed.last_error = Some(failure.to_string());
                         lapsed.next_attempt = now + policy.recover.delay(lapsed.failures);
                     }
-                    Err(failure) => {
+                    Err(failure) if is_gone(&failure) => {
                         lapsed.last_error = Some(failure.to_string());
                         lapsed.old = None;
+                        lapsed.next_attempt = now;
+                    }
+                    Err(failure) => {
+                        // Refused but perhaps still held: check it in, so
+                        // that the new checkout can have its seat.
+                        lapsed.last_error = Some(failure.to_string());
+                        if let Some(old) = &mut lapsed.old {
+                            old.ending = Some(Ending::Refused(failure.to_string()));
+                        }
                         lapsed.next_attempt = now;
                     }
                 }
@@ -383,22 +438,29 @@ impl Lease {
         if lapsed.client_token != client_token {
             return;
         }
+        let first_sent = *lapsed.first_sent.get_or_insert(sent);
         match answer {
             Ok(grant) => {
-                self.hold(grant, sent, now);
-                self.next_check = now + policy.check_every;
+                self.hold(grant, first_sent, now);
+                self.next_check = now.saturating_add(policy.check_every);
             }
             Err(failure) => {
-                lapsed.failures += 1;
+                lapsed.failures = lapsed.failures.saturating_add(1);
                 lapsed.last_error = Some(failure.to_string());
                 lapsed.next_attempt = now + policy.recover.delay(lapsed.failures);
+                if failure.delivery == Delivery::Answered {
+                    // Refused: nothing was made, so the next try starts afresh.
+                    lapsed.client_token = random_hex(32);
+                    lapsed.first_sent = None;
+                    lapsed.checkout_tried = false;
+                }
             }
         }
     }
 
     /// What a re-check of the license found (`None`: the re-check failed).
     pub(crate) fn rechecked(&mut self, now: Duration, found: Option<Recheck>) {
-        self.next_check = now + self.policy.check_every;
+        self.next_check = now.saturating_add(self.policy.check_every);
         let (Phase::Held(held), Some(found)) = (&mut self.phase, found) else {
             return;
         };
@@ -451,17 +513,21 @@ impl Lease {
         }
     }
 
-    /// Ends the lease for shutdown: the token to check in, if the lease has
-    /// one AWS may still hold, and its license.
-    pub(crate) fn end(&mut self) -> Option<(String, String)> {
+    /// Ends the lease for shutdown: what AWS may still hold for it.
+    pub(crate) fn end(&mut self) -> Option<Leftover> {
         let phase = std::mem::replace(&mut self.phase, Phase::Ended);
         match phase {
-            Phase::Held(held) => Some((held.token, held.license_arn)),
+            Phase::Held(held) => Some(Leftover::Consumption(held.token, held.license_arn)),
             Phase::Lapsed(Lapsed {
                 old: Some(old),
                 license_arn,
                 ..
-            }) => Some((old.token, license_arn)),
+            }) => Some(Leftover::Consumption(old.token, license_arn)),
+            Phase::Lapsed(Lapsed {
+                checkout_tried: true,
+                client_token,
+                ..
+            }) => Some(Leftover::Checkout(client_token)),
             Phase::Lapsed(_) | Phase::Ended => None,
         }
     }
@@ -558,7 +624,7 @@ fn apply_extension(
         Err(failure) if failure.retry == Retry::Transient => {
             held.failures += 1;
             held.last_error = Some(failure.to_string());
-            held.next_extend = now + policy.retry.delay(held.failures);
+            held.next_extend = (now + policy.retry.delay(held.failures)).min(held.deadline);
             false
         }
         Err(failure) => {
@@ -573,7 +639,7 @@ fn apply_extension(
 }
 
 /// AWS no longer has the consumption (it expired or was checked in).
-fn is_gone(failure: &AwsFailure) -> bool {
+pub(crate) fn is_gone(failure: &AwsFailure) -> bool {
     failure.code.as_deref() == Some("ResourceNotFoundException")
 }
 

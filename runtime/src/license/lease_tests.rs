@@ -150,7 +150,7 @@ fn one_failure_then_success_keeps_one_consumption() {
     });
     assert!(tries[1] - tries[0] <= 2 * MIN, "{tries:?}");
     assert!(lease.entitlements().is_some());
-    assert_eq!(lease.end().map(|(t, _)| t), Some("tok-1".to_owned()));
+    assert_eq!(token_left(lease.end()), Some("tok-1".to_owned()));
 }
 
 #[test]
@@ -217,7 +217,8 @@ fn a_consumption_aws_no_longer_has_is_revoked_at_once_and_checked_out_again() {
     let Step::Checkout(client_token) = lease.next(at) else {
         panic!("expected a checkout");
     };
-    // Exhausted seats: retried with backoff, the same client token.
+    // Exhausted seats: retried with backoff (a refusal made nothing, so
+    // with a new client token).
     lease.checked_out(
         &client_token,
         sent(at),
@@ -228,7 +229,9 @@ fn a_consumption_aws_no_longer_has_is_revoked_at_once_and_checked_out_again() {
         panic!("expected a wait");
     };
     assert!(retry > at && retry <= at + 10 * SEC, "{retry:?}");
-    assert_eq!(lease.next(retry), Step::Checkout(client_token.clone()));
+    let Step::Checkout(client_token) = lease.next(retry) else {
+        panic!("expected a checkout");
+    };
     lease.checked_out(
         &client_token,
         sent(retry),
@@ -237,7 +240,7 @@ fn a_consumption_aws_no_longer_has_is_revoked_at_once_and_checked_out_again() {
     );
     assert_eq!(lease.entitlements(), Some(vec!["Seats".to_owned()]));
     assert_eq!(lease.deadline_pending(), Some(retry + 55 * MIN));
-    assert_eq!(lease.end().map(|(t, _)| t), Some("tok-2".to_owned()));
+    assert_eq!(token_left(lease.end()), Some("tok-2".to_owned()));
 }
 
 #[test]
@@ -338,6 +341,94 @@ fn a_license_that_is_no_longer_usable_ends_the_consumption_unless_it_recovers() 
     assert_eq!(lease.entitlements(), Some(vec!["Seats".to_owned()]));
 }
 
+fn token_left(leftover: Option<Leftover>) -> Option<String> {
+    match leftover {
+        Some(Leftover::Consumption(token, _)) => Some(token),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_retried_checkout_anchors_its_deadline_at_the_first_send() {
+    // AWS served the first try; its answer was lost. The retry, much
+    // later, gets the same answer back (same client token): the deadline
+    // counts from the first send, not from the retry.
+    let mut lease = lease();
+    let at = 27 * MIN + 30 * SEC;
+    let _ = lease.next(at);
+    lease.extended(
+        "tok-1",
+        sent(at),
+        at,
+        Err(failure("ResourceNotFoundException", Retry::Permanent)),
+    );
+    let Step::Checkout(client_token) = lease.next(at) else {
+        panic!("expected a checkout");
+    };
+    let mut lost = failure("RequestTimeout", Retry::Transient);
+    lost.delivery = Delivery::Unknown;
+    lease.checked_out(&client_token, sent(at), at + 5 * SEC, Err(lost));
+    // While that answer is outstanding, shutdown must reclaim it.
+    assert_eq!(
+        lease.clone().end(),
+        Some(Leftover::Checkout(client_token.clone()))
+    );
+    let later = at + 50 * MIN;
+    assert_eq!(lease.next(later), Step::Checkout(client_token.clone()));
+    lease.checked_out(
+        &client_token,
+        sent(later),
+        later,
+        Ok(grant("tok-2", t0() + at, 60 * MIN)),
+    );
+    assert_eq!(lease.deadline_pending(), Some(at + 55 * MIN));
+    // A refusal (nothing made) starts the next try with a new token.
+    let mut refused = self::lease();
+    let _ = refused.next(at);
+    refused.extended(
+        "tok-1",
+        sent(at),
+        at,
+        Err(failure("ResourceNotFoundException", Retry::Permanent)),
+    );
+    let Step::Checkout(first) = refused.next(at) else {
+        panic!("expected a checkout");
+    };
+    refused.checked_out(
+        &first,
+        sent(at),
+        at,
+        Err(failure("NoEntitlementsAllowedException", Retry::Permanent)),
+    );
+    assert_eq!(refused.clone().end(), None, "nothing to reclaim");
+    let Step::Checkout(second) = refused.next(at + 10 * MIN) else {
+        panic!("expected a checkout");
+    };
+    assert_ne!(first, second);
+}
+
+#[test]
+fn a_lease_that_lapses_again_at_once_backs_off() {
+    // Every extension answer arrives with a deadline already past.
+    let mut lease = lease();
+    let _ = extend_until(&mut lease, 55 * MIN, |_| Err(rate_limited()));
+    let mut now = 55 * MIN;
+    let mut tries = 0;
+    while now < 120 * MIN {
+        assert!(tries < 1000, "retrying without waiting, at {now:?}");
+        match lease.next(now) {
+            Step::Wait(at) => now = at,
+            Step::Extend(token) => {
+                tries += 1;
+                lease.extended(&token, sent(now), now, extension(t0() + now));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Backoff up to 5 minutes apart: some 20 tries in these 65 minutes.
+    assert!(tries <= 30, "{tries} tries in an hour");
+}
+
 fn lease_arn() -> String {
     "arn:aws:license-manager::1:license:l-1".to_owned()
 }
@@ -345,12 +436,16 @@ fn lease_arn() -> String {
 #[test]
 fn shutdown_checks_in_what_aws_may_still_hold() {
     let mut lease = lease();
-    assert_eq!(lease.end(), Some(("tok-1".to_owned(), lease_arn())), "held");
+    assert_eq!(
+        lease.end(),
+        Some(Leftover::Consumption("tok-1".to_owned(), lease_arn())),
+        "held"
+    );
     assert_eq!(lease.next(Duration::ZERO), Step::Done);
     let mut lapsed = self::lease();
     let _ = extend_until(&mut lapsed, 55 * MIN, |_| Err(rate_limited()));
     let _ = lapsed.next(55 * MIN);
-    assert_eq!(lapsed.end().map(|(t, _)| t), Some("tok-1".to_owned()));
+    assert_eq!(token_left(lapsed.end()), Some("tok-1".to_owned()));
 }
 
 /// A tiny deterministic generator for the search below.

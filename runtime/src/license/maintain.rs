@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::checkout::{checkout, parse_time};
 use super::clock::Monotonic;
 use super::consumption::features_for;
-use super::lease::{Extension, Lease, Recheck, Sent, Step, View};
+use super::lease::{Extension, Lease, Leftover, Recheck, Sent, Step, View, is_gone};
 use crate::aws::retry::{Backoff, Exhausted};
 use crate::aws::{Clients, classify};
 use crate::catalog::{Catalog, FeatureSet, Product};
@@ -65,6 +65,12 @@ impl Driver {
 
     /// Runs the lease until it ends (the task is aborted at shutdown).
     pub(crate) async fn run(self) {
+        // Only this task takes features away at the deadline: if it ever
+        // ended by a panic, nothing would. Then nothing stays granted.
+        let _revoke_on_panic = RevokeOnPanic {
+            catalog: self.catalog,
+            product: self.product,
+        };
         loop {
             let step = lock(&self.lease).next(self.clock.now());
             self.publish(Some(&step));
@@ -138,7 +144,11 @@ impl Driver {
             .map_err(|e| classify("GetLicense", &e));
         status::record_call("GetLicense", answer.as_ref().map(|_| ()));
         let found = match answer {
-            Ok(output) => output.license().map(|license| self.found(license)),
+            // A license without a status says nothing: like a failed re-check.
+            Ok(output) => output
+                .license()
+                .filter(|license| license.status().is_some())
+                .map(|license| self.found(license)),
             Err(failure) => {
                 tracing::warn!(target: "marketgate", %failure, "license re-check failed");
                 None
@@ -191,10 +201,11 @@ impl Driver {
     fn publish(&self, step: Option<&Step>) {
         let lease = lock(&self.lease);
         let now = self.clock.now();
-        let granted = lease.entitlements().map_or(FeatureSet::EMPTY, |names| {
+        let entitlements = lease.entitlements();
+        let lapsed = entitlements.is_none();
+        let granted = entitlements.map_or(FeatureSet::EMPTY, |names| {
             features_for(self.product, &names)
         });
-        let lapsed = lease.entitlements().is_none();
         let view = lease.view(now);
         drop(lease);
         if granted != entitlement::granted() || lapsed != entitlement::license_lapsed() {
@@ -298,6 +309,20 @@ impl Driver {
     }
 }
 
+/// Revokes the license's features if the driver unwinds.
+struct RevokeOnPanic {
+    catalog: &'static Catalog,
+    product: &'static Product,
+}
+
+impl Drop for RevokeOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            entitlement::activate_license(self.catalog, self.product, FeatureSet::EMPTY, true);
+        }
+    }
+}
+
 async fn check_in_once(clients: &Clients, token: &str) -> Result<(), crate::aws::AwsFailure> {
     let answer = clients
         .licenses
@@ -321,10 +346,23 @@ pub(crate) async fn check_in(
     lease: &SharedLease,
     budget: Duration,
 ) {
-    let Some((token, arn)) = lock(lease).end() else {
-        return;
-    };
+    let leftover = lock(lease).end();
     entitlement::activate_license(catalog, product, FeatureSet::EMPTY, false);
+    let (token, arn) = match leftover {
+        None => return,
+        Some(Leftover::Consumption(token, arn)) => (token, arn),
+        // A checkout was under way when the lease ended: the same client
+        // token gives back the consumption AWS may have made, to check in.
+        Some(Leftover::Checkout(client_token)) => {
+            let Some(spec) = product.license() else {
+                return;
+            };
+            match tokio::time::timeout(budget, checkout(clients, spec, &client_token)).await {
+                Ok(Ok(grant)) => (grant.token, grant.license_arn),
+                _ => return,
+            }
+        }
+    };
     let backoff = Backoff {
         initial: Duration::from_millis(200),
         max: Duration::from_secs(2),
@@ -348,9 +386,7 @@ pub(crate) async fn check_in(
     });
     match result {
         Ok(()) => tracing::info!(target: "marketgate", license = %arn, "license checked in"),
-        Err(Exhausted::Permanent(failure))
-            if failure.code.as_deref() == Some("ResourceNotFoundException") =>
-        {
+        Err(Exhausted::Permanent(failure)) if is_gone(&failure) => {
             tracing::info!(target: "marketgate", license = %arn, "license consumption had already ended");
         }
         Err(Exhausted::Permanent(failure) | Exhausted::GaveUp { last: failure, .. }) => {

@@ -28,7 +28,7 @@ use crate::aws::retry::Backoff;
 pub(crate) const LICENSE_CHECK: Duration = Duration::from_mins(15);
 /// Default longest interval between consumption extensions. Extensions
 /// happen at half the time left before the deadline (27.5 minutes after a
-/// 60-minute checkout), so this bound rarely applies.
+/// 60-minute checkout), so only a shorter interval changes anything.
 pub(crate) const LICENSE_EXTEND: Duration = Duration::from_mins(30);
 /// Longest allowed extension interval.
 pub(crate) const LICENSE_EXTEND_MAX: Duration = Duration::from_mins(45);

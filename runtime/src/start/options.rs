@@ -217,10 +217,10 @@ impl Options {
         self
     }
 
-    /// Interval of license re-checks (default 15 minutes).
+    /// Interval of license re-checks (default 15 minutes, at most a day).
     #[must_use]
     pub fn license_check_interval(mut self, interval: Duration) -> Self {
-        self.license_check = interval.max(Duration::from_millis(10));
+        self.license_check = interval.clamp(Duration::from_millis(10), Duration::from_hours(24));
         self
     }
 
@@ -234,9 +234,11 @@ impl Options {
         self
     }
 
-    /// The longest time between license consumption extensions (default 30
-    /// minutes, at most 45). Extensions happen at half the time left before
-    /// the lease's deadline, so this rarely applies.
+    /// Makes license consumption extensions at least this frequent. They
+    /// happen at half the time left before the lease's deadline (27.5
+    /// minutes after a 60-minute checkout), so only an interval shorter than
+    /// that changes anything; nothing can make them rarer (default 30
+    /// minutes, at most 45).
     #[must_use]
     pub fn license_extend_interval(mut self, interval: Duration) -> Self {
         self.license_extend =

@@ -279,14 +279,18 @@ async fn checkout(cx: &Context<'_>) -> Result<Verified, StartError> {
     let waiting_since = tokio::time::Instant::now();
     let waited = || waiting_since.elapsed();
     let mut waits = 0u32;
+    let mut sent = None;
     let (grant, sent) = loop {
-        let mut sent = None;
         let result = cx
             .call("CheckoutLicense", || {
-                sent = Some(Sent {
-                    at: cx.lease_clock.now(),
-                    wall: (cx.clock)(),
-                });
+                // Only the first send anchors the deadline: a retry with the
+                // same token may get the answer to the first request.
+                if sent.is_none() {
+                    sent = Some(Sent {
+                        at: cx.lease_clock.now(),
+                        wall: (cx.clock)(),
+                    });
+                }
                 license::checkout(cx.clients, spec, &client_token)
             })
             .await;
@@ -296,6 +300,8 @@ async fn checkout(cx: &Context<'_>) -> Result<Verified, StartError> {
                 if license::asks_for_counted(spec) && waited() < cx.seat_wait =>
             {
                 waits += 1;
+                // Refused: nothing was made, so the next send anchors afresh.
+                sent = None;
                 let delay = SEAT_RETRY
                     .delay(waits)
                     .min(cx.seat_wait.saturating_sub(waited()));
