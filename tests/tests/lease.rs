@@ -325,6 +325,42 @@ async fn a_new_process_cannot_start_on_an_expired_license() {
 }
 
 #[tokio::test]
+async fn a_checkout_whose_answer_was_lost_is_found_and_checked_in_at_shutdown() {
+    let _serial = serial().await;
+    let sim = simulator(one_seat()).await;
+    let guard = start(&sim, "AKIDLEASELOST").await;
+    let cut = drop_every_license_manager_call(&sim, "AKIDLEASELOST");
+    for _ in 0..12 {
+        advance(&sim, 5 * MIN).await;
+    }
+    assert_eq!(lease_state(), Some(LeaseState::Lapsed));
+    assert!(active(&sim).is_empty());
+    // License Manager is back, but every checkout's answer is lost after
+    // AWS made the consumption.
+    for id in cut {
+        assert!(sim.remove_fault(id));
+    }
+    sim.inject_for(
+        "AKIDLEASELOST",
+        Operation::CheckoutLicense,
+        Fault::StoreThenDrop,
+        Trigger::Probability(1.0),
+    )
+    .expect("fault");
+    advance(&sim, 5 * MIN).await;
+    assert_eq!(active(&sim), ["AKIDLEASELOST"], "AWS made a consumption");
+    assert!(seat_work().is_err(), "no answer, no features");
+    // Shutdown finds it again with the same client token and checks it in.
+    sim.clear_faults();
+    guard.shutdown().await;
+    assert!(
+        active(&sim).is_empty(),
+        "a seat left held: {:?}",
+        sim.licenses().checkouts
+    );
+}
+
+#[tokio::test]
 async fn check_in_is_retried_on_shutdown() {
     let _serial = serial().await;
     let sim = simulator(one_seat()).await;
