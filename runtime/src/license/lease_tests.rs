@@ -62,6 +62,15 @@ fn rate_limited() -> AwsFailure {
     failure("RateLimitExceededException", Retry::Transient)
 }
 
+/// A lease whose first extension, at 27.5 minutes, AWS refused with `code`.
+fn first_extension_refused(code: &str) -> (Lease, Duration) {
+    let mut lease = lease();
+    let at = 27 * MIN + 30 * SEC;
+    let _ = lease.next(at);
+    lease.extended("tok-1", sent(at), at, Err(failure(code, Retry::Permanent)));
+    (lease, at)
+}
+
 fn lease() -> Lease {
     Lease::new(
         policy(),
@@ -204,15 +213,7 @@ fn a_late_answer_never_shortens_the_deadline() {
 
 #[test]
 fn a_consumption_aws_no_longer_has_is_revoked_at_once_and_checked_out_again() {
-    let mut lease = lease();
-    let at = 27 * MIN + 30 * SEC;
-    let _ = lease.next(at);
-    lease.extended(
-        "tok-1",
-        sent(at),
-        at,
-        Err(failure("ResourceNotFoundException", Retry::Permanent)),
-    );
+    let (mut lease, at) = first_extension_refused("ResourceNotFoundException");
     assert_eq!(lease.entitlements(), None);
     let Step::Checkout(client_token) = lease.next(at) else {
         panic!("expected a checkout");
@@ -259,15 +260,7 @@ fn a_lapsed_lease_whose_consumption_aws_still_has_gets_the_same_seat_back() {
 
 #[test]
 fn a_refused_extension_keeps_the_features_until_the_deadline_then_checks_in_and_out() {
-    let mut lease = lease();
-    let at = 27 * MIN + 30 * SEC;
-    let _ = lease.next(at);
-    lease.extended(
-        "tok-1",
-        sent(at),
-        at,
-        Err(failure("ValidationException", Retry::Permanent)),
-    );
+    let (mut lease, at) = first_extension_refused("ValidationException");
     assert_eq!(
         lease.view(at).map(|v| v.state),
         Some(crate::status::LeaseState::Ending)
@@ -353,15 +346,7 @@ fn a_retried_checkout_anchors_its_deadline_at_the_first_send() {
     // AWS served the first try; its answer was lost. The retry, much
     // later, gets the same answer back (same client token): the deadline
     // counts from the first send, not from the retry.
-    let mut lease = lease();
-    let at = 27 * MIN + 30 * SEC;
-    let _ = lease.next(at);
-    lease.extended(
-        "tok-1",
-        sent(at),
-        at,
-        Err(failure("ResourceNotFoundException", Retry::Permanent)),
-    );
+    let (mut lease, at) = first_extension_refused("ResourceNotFoundException");
     let Step::Checkout(client_token) = lease.next(at) else {
         panic!("expected a checkout");
     };
@@ -383,14 +368,7 @@ fn a_retried_checkout_anchors_its_deadline_at_the_first_send() {
     );
     assert_eq!(lease.deadline_pending(), Some(at + 55 * MIN));
     // A refusal (nothing made) starts the next try with a new token.
-    let mut refused = self::lease();
-    let _ = refused.next(at);
-    refused.extended(
-        "tok-1",
-        sent(at),
-        at,
-        Err(failure("ResourceNotFoundException", Retry::Permanent)),
-    );
+    let (mut refused, _) = first_extension_refused("ResourceNotFoundException");
     let Step::Checkout(first) = refused.next(at) else {
         panic!("expected a checkout");
     };
