@@ -4,11 +4,45 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
+#[cfg(any(test, feature = "testing"))]
+thread_local! {
+    /// The state of this thread's deterministic generator, when seeded.
+    static SEEDED: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Makes this thread's random values a fixed sequence from `seed`, or the
+/// system generator's again with `None`. Testing builds only: the fault
+/// simulation replays a run exactly from its seed.
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn seed_thread(seed: Option<u64>) {
+    SEEDED.with(|s| s.set(seed));
+}
+
+/// Fills `bytes` from the system generator (or, in testing builds, from
+/// this thread's seeded sequence).
+fn fill(bytes: &mut [u8]) -> Result<(), aws_lc_rs::error::Unspecified> {
+    #[cfg(any(test, feature = "testing"))]
+    if let Some(mut state) = SEEDED.with(std::cell::Cell::get) {
+        for chunk in bytes.chunks_mut(8) {
+            // splitmix64
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
+        }
+        SEEDED.with(|s| s.set(Some(state)));
+        return Ok(());
+    }
+    aws_lc_rs::rand::fill(bytes)
+}
+
 /// `count` random bytes as lowercase hex.
 pub(crate) fn random_hex(count: usize) -> String {
     let mut bytes = vec![0u8; count];
     // A failing system RNG must not yield a predictable nonce or token.
-    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+    if fill(&mut bytes).is_err() {
         let fallback = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
@@ -29,13 +63,13 @@ pub(crate) fn random_hex(count: usize) -> String {
 pub(crate) fn jitter() -> f64 {
     let mut byte = [0u8; 2];
     // A failure of the system RNG only loses the jitter, not the retry.
-    let _ = aws_lc_rs::rand::fill(&mut byte);
+    let _ = fill(&mut byte);
     0.5 + f64::from(u16::from_le_bytes(byte)) / f64::from(u16::MAX) / 2.0
 }
 
 /// A random fraction in [0.0, 1.0): where in a window to place something.
 pub(crate) fn fraction() -> f64 {
     let mut bytes = [0u8; 4];
-    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    let _ = fill(&mut bytes);
     f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0)
 }

@@ -122,6 +122,11 @@ pub(crate) async fn clients(
     let partition = aws.partition;
     let (metering_url, licenses_url, trust) = match endpoint {
         Endpoint::Aws => (aws.metering, aws.license_manager, Trust::AwsRoots),
+        // Plain HTTP (the simulator on loopback) needs no trust store:
+        // loading the system's roots would only cost time.
+        Endpoint::Dev(url) if url.starts_with("http://") => {
+            (url.clone(), url.clone(), Trust::AwsRoots)
+        }
         Endpoint::Dev(url) => (url.clone(), url.clone(), Trust::AwsRootsAndSystem),
     };
     tracing::debug!(

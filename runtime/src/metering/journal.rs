@@ -33,14 +33,13 @@
 //! these steps, and the directory `fsync` after a discard, is checked: a
 //! journal that cannot be kept in step with memory must be known as such.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use aws_lc_rs::digest::{SHA256, digest};
 use serde::{Deserialize, Serialize};
 
+use super::storage::{LockGuard, Storage, StoredFile};
 use crate::usage::Tags;
 
 /// Frames larger than this are treated as corruption. The largest real one
@@ -241,23 +240,6 @@ pub(crate) enum JournalError {
     NewerVersion { path: PathBuf, found: u32 },
 }
 
-/// Opens `path` as a regular file, never blocking and never following a
-/// symbolic link: a FIFO, device or link planted in the state directory is
-/// refused instead of hanging the runtime's thread or redirecting writes.
-fn open_regular(path: &Path, options: &mut OpenOptions) -> std::io::Result<File> {
-    let file = options
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)?;
-    if file.metadata()?.file_type().is_file() {
-        Ok(file)
-    } else {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ))
-    }
-}
-
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
     move |source| JournalError::Io {
         path: path.to_path_buf(),
@@ -366,11 +348,12 @@ fn decode(bytes: &[u8]) -> Decoded {
 /// An open journal.
 #[derive(Debug)]
 pub(crate) struct Journal {
+    storage: Arc<dyn Storage>,
     path: PathBuf,
-    file: File,
+    file: Box<dyn StoredFile>,
     /// Held for the life of the process: a separate file that compaction
     /// never replaces, so the lock cannot slip to another process.
-    _lock: File,
+    _lock: LockGuard,
     /// Bytes in the file, for deciding when to compact.
     pub(crate) size: u64,
 }
@@ -378,8 +361,12 @@ pub(crate) struct Journal {
 impl Journal {
     /// Opens (or creates) the journal of `product` in `dir`, recovering what
     /// it holds. Takes an exclusive lock for the life of the process.
-    pub(crate) fn open(dir: &Path, product: &str) -> Result<(Journal, Recovered), JournalError> {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    pub(crate) fn open(
+        storage: &Arc<dyn Storage>,
+        dir: &Path,
+        product: &str,
+    ) -> Result<(Journal, Recovered), JournalError> {
+        storage.create_dir_all(dir).map_err(io(dir))?;
         let safe: String = product
             .chars()
             .map(|c| {
@@ -392,23 +379,11 @@ impl Journal {
             .collect();
         let path = dir.join(format!("metering-{safe}.journal"));
         let lock_path = dir.join(format!("metering-{safe}.lock"));
-        let lock = open_regular(
-            &lock_path,
-            OpenOptions::new().write(true).create(true).truncate(false),
-        )
-        .map_err(io(&lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(JournalError::Locked(path)),
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
-        }
-        let mut file = open_regular(
-            &path,
-            OpenOptions::new().read(true).append(true).create(true),
-        )
-        .map_err(io(&path))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(io(&path))?;
+        let Some(lock) = storage.try_lock(&lock_path).map_err(io(&lock_path))? else {
+            return Err(JournalError::Locked(path));
+        };
+        let mut file = storage.open(&path, true).map_err(io(&path))?;
+        let bytes = file.read_all().map_err(io(&path))?;
         let decoded = decode(&bytes);
         let mut events = decoded.events;
         let mut damaged = decoded.damaged;
@@ -437,10 +412,11 @@ impl Journal {
         let damage = damaged.first().map(|(offset, _)| Damage {
             offset: *offset as u64,
             bytes: damaged.iter().map(|(_, n)| *n as u64).sum(),
-            kept_as: keep_damaged_copy(&path, &bytes),
+            kept_as: keep_damaged_copy(storage.as_ref(), &path, &bytes),
         });
         let size = bytes.len() as u64;
         let mut journal = Journal {
+            storage: storage.clone(),
             path,
             file,
             _lock: lock,
@@ -482,12 +458,12 @@ impl Journal {
     /// file can no longer be kept in step with memory, since a stale journal
     /// replayed after a crash could re-bill usage under new client tokens.
     pub(crate) fn discard(&self) -> Result<(), JournalError> {
-        match std::fs::remove_file(&self.path) {
+        match self.storage.remove(&self.path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io(&self.path)(e)),
         }
-        sync_dir(&self.path)
+        self.sync_dir()
     }
 
     /// Appends `events` and waits until they are on disk. On failure the
@@ -500,7 +476,7 @@ impl Journal {
         let bytes = encode(events);
         let written = self
             .file
-            .write_all(&bytes)
+            .append(&bytes)
             .and_then(|()| self.file.sync_data());
         if let Err(e) = written {
             let _ = self.file.set_len(self.size);
@@ -508,6 +484,13 @@ impl Journal {
         }
         self.size += bytes.len() as u64;
         Ok(())
+    }
+
+    /// `fsync`s the journal's directory, so a rename or removal in it
+    /// survives a power loss.
+    fn sync_dir(&self) -> Result<(), JournalError> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        self.storage.sync_dir(dir).map_err(io(dir))
     }
 
     /// Replaces the journal with `events` (the current state), atomically.
@@ -521,19 +504,19 @@ impl Journal {
         let tmp = self.path.with_extension("journal.tmp");
         // A fresh file: whatever sits at that name (a leftover, or a FIFO
         // or link someone planted) is removed, never opened.
-        let _ = std::fs::remove_file(&tmp);
-        let written = open_regular(&tmp, OpenOptions::new().write(true).create_new(true))
-            .and_then(|mut f| {
-                f.write_all(&bytes)?;
-                f.sync_all()
-            })
-            .and_then(|()| std::fs::rename(&tmp, &self.path));
+        let _ = self.storage.remove(&tmp);
+        let written = self
+            .storage
+            .create_new(&tmp, &bytes, true)
+            .and_then(|()| self.storage.rename(&tmp, &self.path));
         if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
+            let _ = self.storage.remove(&tmp);
             return Err(io(&tmp)(e));
         }
-        sync_dir(&self.path)?;
-        let file = open_regular(&self.path, OpenOptions::new().read(true).append(true))
+        self.sync_dir()?;
+        let file = self
+            .storage
+            .open(&self.path, false)
             .map_err(io(&self.path))?;
         self.file = file;
         self.size = bytes.len() as u64;
@@ -541,41 +524,21 @@ impl Journal {
     }
 }
 
-/// `fsync`s the directory holding `path`, so a rename or removal in it
-/// survives a power loss.
-fn sync_dir(path: &Path) -> Result<(), JournalError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))
-}
-
 /// Keeps a copy of a damaged journal for inspection, and removes all but
 /// the newest [`KEEP_DAMAGED`] copies. Best effort: a full disk must not
 /// stop recovery.
-fn keep_damaged_copy(path: &Path, bytes: &[u8]) -> Option<PathBuf> {
+fn keep_damaged_copy(storage: &dyn Storage, path: &Path, bytes: &[u8]) -> Option<PathBuf> {
     let kept_as = path.with_extension(format!("damaged-{}", crate::status::now_secs()));
-    let _ = std::fs::remove_file(&kept_as);
-    open_regular(&kept_as, OpenOptions::new().write(true).create_new(true))
-        .and_then(|mut f| f.write_all(bytes))
-        .ok()?;
+    let _ = storage.remove(&kept_as);
+    storage.create_new(&kept_as, bytes, false).ok()?;
     let name = path.file_name()?.to_string_lossy().into_owned();
     let stem = name.trim_end_matches("journal");
-    let mut copies: Vec<PathBuf> = std::fs::read_dir(path.parent()?)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{stem}damaged-")))
-        })
-        .collect();
-    copies.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    let copies = storage
+        .list(path.parent()?, &format!("{stem}damaged-"))
+        .ok()?;
     let excess = copies.len().saturating_sub(KEEP_DAMAGED);
     for old in copies.into_iter().take(excess) {
-        let _ = std::fs::remove_file(old);
+        let _ = storage.remove(&old);
     }
     Some(kept_as)
 }

@@ -45,7 +45,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 mod journal;
 mod ledger;
@@ -53,6 +54,7 @@ mod overdue;
 mod recovery;
 pub(crate) mod run;
 mod send;
+pub(crate) mod storage;
 
 use crate::aws::{AwsFailure, Clients};
 use crate::catalog::{Catalog, MAX_DIMENSIONS, Product};
@@ -65,6 +67,7 @@ use crate::usage::{Tags, take_tagged};
 use journal::{Event, Journal};
 use ledger::{Ledger, RecordState, alloc_field};
 use overdue::Overdue;
+use storage::{RealFs, Storage};
 
 /// At most 2500 allocations per record (the Metering model's
 /// `UsageAllocations`).
@@ -84,6 +87,51 @@ pub(crate) struct Settings {
     pub(crate) max_unreported: Duration,
 }
 
+/// Where recorded usage comes from.
+pub(crate) trait UsageSource: Send + Sync {
+    /// Units recorded per dimension index since the process started.
+    fn totals(&self) -> [u64; MAX_DIMENSIONS];
+    /// Tagged usage recorded since the last call, taken.
+    fn take_tagged(&self) -> Vec<((usize, Tags), u64)>;
+}
+
+/// The process's `#[metered]` counters.
+struct Counters;
+
+impl UsageSource for Counters {
+    fn totals(&self) -> [u64; MAX_DIMENSIONS] {
+        counters::totals()
+    }
+
+    fn take_tagged(&self) -> Vec<((usize, Tags), u64)> {
+        take_tagged().into_iter().collect()
+    }
+}
+
+/// What the pipeline uses besides AWS and the wall clock: the journal's file
+/// system, the usage counters and a monotonic clock. Production uses the
+/// real ones ([`Environment::real`]); the fault simulation substitutes its
+/// own, so that it can inject disk faults and replay a run exactly.
+#[derive(Clone)]
+pub(crate) struct Environment {
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) usage: Arc<dyn UsageSource>,
+    /// Time elapsed on a monotonic clock since some fixed origin.
+    pub(crate) elapsed: Arc<dyn Fn() -> Duration + Send + Sync>,
+}
+
+impl Environment {
+    /// The real file system, the process's counters, `Instant`.
+    pub(crate) fn real() -> Environment {
+        let origin = Instant::now();
+        Environment {
+            storage: Arc::new(RealFs),
+            usage: Arc::new(Counters),
+            elapsed: Arc::new(move || origin.elapsed()),
+        }
+    }
+}
+
 /// Why sending stopped for now.
 #[derive(Debug)]
 pub(crate) enum SendStop {
@@ -99,6 +147,7 @@ pub(crate) struct Pipeline {
     product: &'static Product,
     clients: Clients,
     clock: Clock,
+    env: Environment,
     settings: Settings,
     journal: Option<Journal>,
     journal_error: Option<String>,
@@ -120,7 +169,8 @@ pub(crate) struct Pipeline {
     started_hour: i64,
     /// How long due usage has waited for a report.
     overdue: Overdue,
-    last_enforced: Option<std::time::Instant>,
+    /// When the bound was last enforced, on `env.elapsed`.
+    last_enforced: Option<Duration>,
     /// Whether `#[metered]` calls are denied because reporting is blocked.
     blocked: bool,
 }
@@ -135,6 +185,7 @@ impl Pipeline {
         clock: Clock,
         settings: Settings,
         baseline: &[u64; MAX_DIMENSIONS],
+        env: Environment,
     ) -> Pipeline {
         let dims = catalog
             .dimensions()
@@ -148,6 +199,7 @@ impl Pipeline {
             product,
             clients,
             clock,
+            env,
             settings,
             journal: None,
             journal_error: None,
@@ -207,7 +259,7 @@ impl Pipeline {
     /// current hour's bucket.
     fn checkpoint(&mut self, now: SystemTime) {
         let hour = hour_of(now);
-        let totals = counters::totals();
+        let totals = self.env.usage.totals();
         let mut events = Vec::new();
         for (index, name) in &self.dims {
             let delta = totals[*index].wrapping_sub(self.baseline[*index]);
@@ -220,7 +272,10 @@ impl Pipeline {
                 });
             }
         }
-        for ((index, tags), q) in take_tagged() {
+        // In a fixed order, so that the same usage makes the same journal.
+        let mut tagged = self.env.usage.take_tagged();
+        tagged.sort();
+        for ((index, tags), q) in tagged {
             if let Some((_, name)) = self.dims.iter().find(|(i, _)| *i == index) {
                 events.push(Event::Add {
                     dimension: (*name).to_owned(),
@@ -390,6 +445,14 @@ impl Pipeline {
         hour_of(now)
     }
 
+    /// What a flush does before sending: checkpoint, then close every hour,
+    /// the open one included.
+    pub(crate) fn close_all(&mut self) {
+        let now = self.now();
+        self.checkpoint(now);
+        self.close(now, true);
+    }
+
     /// Whether usage is due (its hour ended) and not yet confirmed.
     fn due(&self, now_hour: i64) -> Option<i64> {
         let buckets = self
@@ -413,10 +476,11 @@ impl Pipeline {
         let due = self
             .due(hour_of(now))
             .map(|hour| crate::time::at_hour(hour + HOUR).min(now));
+        let elapsed = (self.env.elapsed)();
         let ticked = self
             .last_enforced
-            .replace(std::time::Instant::now())
-            .map(|t| t.elapsed())
+            .replace(elapsed)
+            .map(|t| elapsed.saturating_sub(t))
             .unwrap_or_default();
         let overdue = self.overdue.update(now, due, reported, ticked);
         let blocked = overdue > self.settings.max_unreported;
@@ -442,6 +506,13 @@ impl Pipeline {
 
     /// Mirrors the ledger into the status snapshot.
     fn publish(&mut self) {
+        let snapshot = self.status();
+        status::set_metering(snapshot);
+    }
+
+    /// The ledger as `status()` shows it (enforcing the unreported bound
+    /// on the way).
+    pub(crate) fn status(&mut self) -> status::MeteringStatus {
         let now = self.now();
         self.enforce_bound(now, false);
         let mut unreported: BTreeMap<String, u64> = BTreeMap::new();
@@ -486,7 +557,7 @@ impl Pipeline {
                     .map(|((_, h), r)| r.from.min(*h)),
             )
             .min();
-        status::set_metering(status::MeteringStatus {
+        status::MeteringStatus {
             journal: self
                 .journal
                 .as_ref()
@@ -504,6 +575,6 @@ impl Pipeline {
             overdue_secs: self.overdue.waiting().map(|d| d.as_secs()),
             max_unreported_secs: self.settings.max_unreported.as_secs(),
             reporting_blocked: self.blocked,
-        });
+        }
     }
 }

@@ -12,11 +12,14 @@ impl Pipeline {
     /// Opens the journal; on success after running in memory, writes the
     /// in-memory state into it.
     pub(super) fn open_journal(&mut self) {
-        let (mut journal, recovered) =
-            match Journal::open(&self.settings.state_dir, self.product.code()) {
-                Ok(opened) => opened,
-                Err(e) => return self.journal_failed(&e, false),
-            };
+        let (mut journal, recovered) = match Journal::open(
+            &self.env.storage,
+            &self.settings.state_dir,
+            self.product.code(),
+        ) {
+            Ok(opened) => opened,
+            Err(e) => return self.journal_failed(&e, false),
+        };
         let now_hour = hour_of(self.now());
         if !self.recovered {
             // The previous run's journal, first readable now.

@@ -29,9 +29,7 @@ pub(crate) async fn send_all(pipeline: &tokio::sync::Mutex<Pipeline>) -> Result<
 pub(crate) async fn flush(pipeline: &tokio::sync::Mutex<Pipeline>) {
     let budget = {
         let mut p = pipeline.lock().await;
-        let now = p.now();
-        p.checkpoint(now);
-        p.close(now, true);
+        p.close_all();
         p.settings.flush_budget
     };
     let backoff = Backoff {

@@ -353,6 +353,7 @@ async fn run(
                     }),
             },
             &baseline,
+            metering::Environment::real(),
         )));
         let ticker = tokio::spawn(metering::run::run(
             pipeline.clone(),

@@ -1,6 +1,11 @@
 //! Unit tests of the journal.
 
 use super::*;
+use crate::metering::storage::RealFs;
+
+fn real() -> Arc<dyn Storage> {
+    Arc::new(RealFs)
+}
 
 fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("marketgate-journal-{name}-{}", std::process::id()));
@@ -42,7 +47,7 @@ fn events_keep_their_version_1_field_names_on_disk() {
 }
 
 fn open(d: &Path) -> (Journal, Recovered) {
-    Journal::open(d, "p1").expect("open")
+    Journal::open(&real(), d, "p1").expect("open")
 }
 
 #[test]
@@ -164,7 +169,7 @@ fn a_journal_from_a_newer_version_is_refused_and_left_untouched() {
     ]);
     std::fs::write(&path, &newer).expect("write");
     assert!(matches!(
-        Journal::open(&d, "p1"),
+        Journal::open(&real(), &d, "p1"),
         Err(JournalError::NewerVersion { found, .. }) if found == VERSION + 1
     ));
     assert_eq!(std::fs::read(&path).expect("read"), newer);
@@ -186,7 +191,7 @@ fn a_second_process_cannot_open_the_same_journal() {
     let d = dir("lock");
     let _j = open(&d);
     assert!(matches!(
-        Journal::open(&d, "p1"),
+        Journal::open(&real(), &d, "p1"),
         Err(JournalError::Locked(_))
     ));
 }
@@ -197,7 +202,7 @@ fn another_products_journal_is_refused() {
     drop(open(&d));
     std::fs::rename(d.join("metering-p1.journal"), d.join("metering-p2.journal")).expect("mv");
     assert!(matches!(
-        Journal::open(&d, "p2"),
+        Journal::open(&real(), &d, "p2"),
         Err(JournalError::WrongProduct { .. })
     ));
 }
@@ -226,7 +231,7 @@ fn a_fifo_or_link_planted_in_the_state_directory_is_refused_not_waited_on() {
     assert!(made.success());
     // Opening would block for ever on a FIFO; it must fail at once.
     assert!(matches!(
-        Journal::open(&d, "p1"),
+        Journal::open(&real(), &d, "p1"),
         Err(JournalError::Io { .. })
     ));
     std::fs::remove_file(&path).expect("rm fifo");
@@ -235,7 +240,7 @@ fn a_fifo_or_link_planted_in_the_state_directory_is_refused_not_waited_on() {
     std::fs::write(&elsewhere, b"").expect("target");
     std::os::unix::fs::symlink(&elsewhere, &path).expect("symlink");
     assert!(matches!(
-        Journal::open(&d, "p1"),
+        Journal::open(&real(), &d, "p1"),
         Err(JournalError::Io { .. })
     ));
     std::fs::remove_file(&path).expect("rm link");

@@ -98,3 +98,7 @@ pub fn recorded(catalog: &Catalog, dimension: &str) -> Result<u64, TestingError>
         .ok_or_else(|| TestingError::UnknownDimension(dimension.to_owned()))?;
     Ok(crate::counters::totals()[index])
 }
+
+mod sim_fs;
+#[cfg(feature = "dev")]
+pub mod simulation;
