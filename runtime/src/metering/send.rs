@@ -233,7 +233,13 @@ impl Pipeline {
             // units, unless an earlier attempt may have been stored while it
             // still was.
             Verdict::HourTaken if suspect => self.unconfirmed(&d, h, record),
-            Verdict::HourClosed if in_doubt || suspect => self.unconfirmed(&d, h, record),
+            // A product-definition error (a subscription cancelled
+            // meanwhile) on a record an earlier attempt of which may have
+            // been stored: it may be billed, so it is not reported as never
+            // billable either.
+            Verdict::HourClosed | Verdict::WriteOff if in_doubt || suspect => {
+                self.unconfirmed(&d, h, record);
+            }
             Verdict::HourTaken | Verdict::HourClosed => {
                 self.reject(&d, h, record, &failure, now_hour);
             }
