@@ -234,23 +234,7 @@ impl Lease {
     }
 
     fn hold(&mut self, grant: Grant, sent: Sent, now: Duration) {
-        let anchor = grant.issued_at.map(|issued| (issued, sent.at));
-        let deadline = deadline(&self.policy, sent, anchor, grant.expiration);
-        self.phase = Phase::Held(Box::new(Held {
-            token: grant.token,
-            license_arn: grant.license_arn,
-            allowed: grant.allowed,
-            present: Vec::new(),
-            anchor,
-            expiration: grant.expiration_text,
-            deadline,
-            next_extend: extend_after(&self.policy, now, deadline),
-            failures: 0,
-            last_error: None,
-            extended_at: None,
-            ending: None,
-            since: now,
-        }));
+        self.phase = Phase::Held(Box::new(held(&self.policy, grant, sent, now)));
     }
 
     /// What to do at `now`. Passing the deadline revokes (the lease lapses)
@@ -440,6 +424,26 @@ impl Lease {
         }
         let first_sent = *lapsed.first_sent.get_or_insert(sent);
         match answer {
+            // The answer may be to the first of several requests under this
+            // client token, so the consumption is timed from that first
+            // send; and every extension is timed from the same anchor. An
+            // answer that comes long after it would give a deadline that is
+            // early for good (past, after a long outage: the lease would
+            // lapse on every extension while holding the seat). Check that
+            // consumption in and check out afresh, timed from a new send.
+            Ok(grant) if now.saturating_sub(first_sent.at) > policy.margin => {
+                let waited = now.saturating_sub(first_sent.at).as_secs();
+                let mut stale = held(&policy, grant, first_sent, now);
+                stale.ending = Some(Ending::Refused(format!(
+                    "its checkout was answered {waited}s after it was first sent, too late to \
+                     time the consumption from"
+                )));
+                lapsed.old = Some(Box::new(stale));
+                lapsed.client_token = random_hex(32);
+                lapsed.first_sent = None;
+                lapsed.checkout_tried = false;
+                lapsed.next_attempt = now;
+            }
             Ok(grant) => {
                 self.hold(grant, first_sent, now);
                 self.next_check = now.saturating_add(policy.check_every);
@@ -571,6 +575,27 @@ impl Lease {
 
 /// The deadline for a consumption that expires at `expiration` (AWS's
 /// clock), made or extended by a request sent at `sent`.
+/// The consumption `grant` made, timed from `sent`.
+fn held(policy: &Policy, grant: Grant, sent: Sent, now: Duration) -> Held {
+    let anchor = grant.issued_at.map(|issued| (issued, sent.at));
+    let deadline = deadline(policy, sent, anchor, grant.expiration);
+    Held {
+        token: grant.token,
+        license_arn: grant.license_arn,
+        allowed: grant.allowed,
+        present: Vec::new(),
+        anchor,
+        expiration: grant.expiration_text,
+        deadline,
+        next_extend: extend_after(policy, now, deadline),
+        failures: 0,
+        last_error: None,
+        extended_at: None,
+        ending: None,
+        since: now,
+    }
+}
+
 fn deadline(
     policy: &Policy,
     sent: Sent,

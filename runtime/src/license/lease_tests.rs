@@ -358,6 +358,23 @@ fn a_retried_checkout_anchors_its_deadline_at_the_first_send() {
         lease.clone().end(),
         Some(Leftover::Checkout(client_token.clone()))
     );
+    let soon = at + 3 * MIN;
+    let mut answered_soon = lease.clone();
+    assert_eq!(
+        answered_soon.next(soon),
+        Step::Checkout(client_token.clone())
+    );
+    answered_soon.checked_out(
+        &client_token,
+        sent(soon),
+        soon,
+        Ok(grant("tok-2", t0() + at, 60 * MIN)),
+    );
+    assert_eq!(answered_soon.deadline_pending(), Some(at + 55 * MIN));
+    // Answered 50 minutes after the first send: a deadline timed from it
+    // would leave 5 minutes, and every extension would be timed from the
+    // same anchor. That consumption is checked in and a new checkout, with
+    // a new client token, is timed from its own send.
     let later = at + 50 * MIN;
     assert_eq!(lease.next(later), Step::Checkout(client_token.clone()));
     lease.checked_out(
@@ -366,7 +383,20 @@ fn a_retried_checkout_anchors_its_deadline_at_the_first_send() {
         later,
         Ok(grant("tok-2", t0() + at, 60 * MIN)),
     );
-    assert_eq!(lease.deadline_pending(), Some(at + 55 * MIN));
+    assert_eq!(lease.deadline_pending(), None, "not held");
+    assert_eq!(lease.next(later), Step::CheckIn("tok-2".to_owned()));
+    lease.checked_in("tok-2", later, Ok(()));
+    let Step::Checkout(fresh) = lease.next(later) else {
+        panic!("expected a new checkout");
+    };
+    assert_ne!(fresh, client_token);
+    lease.checked_out(
+        &fresh,
+        sent(later),
+        later,
+        Ok(grant("tok-3", t0() + later, 60 * MIN)),
+    );
+    assert_eq!(lease.deadline_pending(), Some(later + 55 * MIN));
     // A refusal (nothing made) starts the next try with a new token.
     let (mut refused, _) = first_extension_refused("ResourceNotFoundException");
     let Step::Checkout(first) = refused.next(at) else {

@@ -30,6 +30,16 @@ pub(crate) struct Driver {
     pub(crate) lease: SharedLease,
 }
 
+/// What one turn of the driver did.
+pub(crate) enum Turn {
+    /// A call was made (or its time passed).
+    Acted,
+    /// Nothing to do until this monotonic instant.
+    Wait(Duration),
+    /// The lease has ended.
+    Done,
+}
+
 fn lock(lease: &SharedLease) -> MutexGuard<'_, Lease> {
     // Every method leaves the lease consistent; a panic cannot tear it.
     lease.lock().unwrap_or_else(PoisonError::into_inner)
@@ -72,41 +82,52 @@ impl Driver {
             product: self.product,
         };
         loop {
-            let step = lock(&self.lease).next(self.clock.now());
-            self.publish(Some(&step));
-            match step {
-                Step::Done => return,
-                Step::Wait(at) => self.clock.sleep_until(at).await,
-                Step::Extend(token) => self.extend(&token).await,
-                Step::Recheck(arn) => self.recheck(&arn).await,
-                Step::CheckIn(token) => {
-                    let answer = self.guarded(check_in_once(&self.clients, &token)).await;
-                    lock(&self.lease).checked_in(&token, self.clock.now(), answer);
-                }
-                Step::Checkout(client_token) => {
-                    let Some(spec) = self.product.license() else {
-                        return;
-                    };
-                    let sent = self.sent();
-                    let answer = checkout(&self.clients, spec, &client_token).await;
-                    status::record_call("CheckoutLicense", answer.as_ref().map(|_| ()));
-                    match &answer {
-                        Ok(grant) => tracing::info!(
-                            target: "marketgate",
-                            license = %grant.license_arn,
-                            allowed = ?grant.allowed,
-                            "license checked out again: features restored"
-                        ),
-                        Err(failure) => tracing::warn!(
-                            target: "marketgate",
-                            %failure,
-                            "no license yet: features stay off, checking out again later"
-                        ),
-                    }
-                    lock(&self.lease).checked_out(&client_token, sent, self.clock.now(), answer);
-                }
+            match self.turn().await {
+                Turn::Done => return,
+                Turn::Wait(at) => self.clock.sleep_until(at).await,
+                Turn::Acted => {}
             }
         }
+    }
+
+    /// One turn: does what the lease asks now, or says until when nothing
+    /// is to be done. The fault simulation drives the lease turn by turn.
+    pub(crate) async fn turn(&self) -> Turn {
+        let step = lock(&self.lease).next(self.clock.now());
+        self.publish(Some(&step));
+        match step {
+            Step::Done => return Turn::Done,
+            Step::Wait(at) => return Turn::Wait(at),
+            Step::Extend(token) => self.extend(&token).await,
+            Step::Recheck(arn) => self.recheck(&arn).await,
+            Step::CheckIn(token) => {
+                let answer = self.guarded(check_in_once(&self.clients, &token)).await;
+                lock(&self.lease).checked_in(&token, self.clock.now(), answer);
+            }
+            Step::Checkout(client_token) => {
+                let Some(spec) = self.product.license() else {
+                    return Turn::Done;
+                };
+                let sent = self.sent();
+                let answer = checkout(&self.clients, spec, &client_token).await;
+                status::record_call("CheckoutLicense", answer.as_ref().map(|_| ()));
+                match &answer {
+                    Ok(grant) => tracing::info!(
+                        target: "marketgate",
+                        license = %grant.license_arn,
+                        allowed = ?grant.allowed,
+                        "license checked out again: features restored"
+                    ),
+                    Err(failure) => tracing::warn!(
+                        target: "marketgate",
+                        %failure,
+                        "no license yet: features stay off, checking out again later"
+                    ),
+                }
+                lock(&self.lease).checked_out(&client_token, sent, self.clock.now(), answer);
+            }
+        }
+        Turn::Acted
     }
 
     async fn extend(&self, token: &str) {

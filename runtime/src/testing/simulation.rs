@@ -22,8 +22,9 @@ use super::TestingError;
 pub use super::sim_fs::{FsFault, FsStats, SimFs};
 use crate::aws::{Endpoint, clients};
 use crate::catalog::{Catalog, MAX_DIMENSIONS};
+use crate::license::{self, Driver, Lease, Monotonic, SharedLease, Turn};
 use crate::metering::{Environment, Pipeline, Settings, UsageSource, run::send_all};
-use crate::status::MeteringStatus;
+use crate::status::{LeaseState, MeteringStatus};
 use crate::usage::Tags;
 
 /// Makes this thread's tokens and jitter a fixed sequence from `seed`
@@ -213,5 +214,106 @@ impl Process {
     /// What `status()` would show now.
     pub async fn status(&self) -> MeteringStatus {
         self.pipeline.lock().await.status()
+    }
+}
+
+/// The license lease as a contract product's process holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseView {
+    /// Where the lease stands.
+    pub state: LeaseState,
+    /// The entitlements the held consumption grants (none once lapsed).
+    pub granted: Vec<String>,
+    /// When features go off unless the consumption is extended.
+    pub deadline: Option<SystemTime>,
+}
+
+/// One life of a contract product's process: its license lease, driven
+/// turn by turn on the test's clock. Dropping it is a crash: the
+/// consumption is left for AWS to expire.
+pub struct LeaseProcess {
+    driver: Driver,
+    lease: SharedLease,
+    wall: WallClock,
+}
+
+impl LeaseProcess {
+    /// Starts a life: checks a license out as start-up does (`Err` is
+    /// AWS's refusal or failure: the process would not start).
+    ///
+    /// # Errors
+    /// The checkout failed; an unknown or non-contract product.
+    pub async fn start(config: &ProcessConfig) -> Result<LeaseProcess, String> {
+        let product = config
+            .catalog
+            .product_by_name(&config.product)
+            .filter(|p| p.license().is_some())
+            .ok_or_else(|| format!("no contract product named `{}`", config.product))?;
+        let spec = product.license().ok_or("not a contract product")?;
+        let clients = clients(
+            &config.region,
+            &Endpoint::Dev(config.endpoint.clone()),
+            Some(config.credentials.clone()),
+            config.call_timeout,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let clock = Monotonic::follow(config.clock.clone());
+        let sent = license::Sent {
+            at: clock.now(),
+            wall: (config.clock)(),
+        };
+        let grant = license::checkout(&clients, spec, &crate::random::random_hex(32))
+            .await
+            .map_err(|failure| failure.to_string())?;
+        let policy = license::policy(license::LICENSE_EXTEND, license::LICENSE_CHECK);
+        let lease: SharedLease = Arc::new(Mutex::new(Lease::new(policy, grant, sent)));
+        Ok(LeaseProcess {
+            driver: Driver {
+                catalog: config.catalog,
+                product,
+                clients,
+                clock,
+                wall: config.clock.clone(),
+                lease: lease.clone(),
+            },
+            lease,
+            wall: config.clock.clone(),
+        })
+    }
+
+    /// Does everything the lease has due at the current time (calls to
+    /// License Manager, revocation at the deadline), at most 64 turns.
+    pub async fn run_due(&self) {
+        for _ in 0..64 {
+            match self.driver.turn().await {
+                Turn::Acted => {}
+                Turn::Wait(_) | Turn::Done => return,
+            }
+        }
+    }
+
+    /// The lease now.
+    #[must_use]
+    pub fn view(&self) -> Option<LeaseView> {
+        let lease = self.lease.lock().unwrap_or_else(PoisonError::into_inner);
+        let view = lease.view(self.driver.clock.now())?;
+        Some(LeaseView {
+            state: view.state,
+            granted: lease.allowed().to_vec(),
+            deadline: view.deadline_in.map(|left| (self.wall)() + left),
+        })
+    }
+
+    /// Shutdown: checks the consumption in (retrying within `budget`).
+    pub async fn shut_down(self, budget: Duration) {
+        license::check_in(
+            self.driver.catalog,
+            self.driver.product,
+            &self.driver.clients,
+            &self.lease,
+            budget,
+        )
+        .await;
     }
 }
