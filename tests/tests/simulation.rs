@@ -505,17 +505,64 @@ impl World {
                 }
                 self.send().await;
             }
-            80..=84 => self.crash().await,
-            85..=89 => {
+            80..=83 => self.crash().await,
+            84 => {
+                // The answer lost after AWS stored the record, and the
+                // process killed before it could retry.
+                self.note("AWS fault StoreThenDrop x1, then a crash");
+                self.sim
+                    .inject_for(
+                        &self.task,
+                        Operation::MeterUsage,
+                        Fault::StoreThenDrop,
+                        Trigger::NextCalls(1),
+                    )
+                    .expect("inject");
+                self.tally.aws_faults += 1;
+                self.tick().await;
+                self.send().await;
+                self.observe().await;
+                self.crash().await;
+            }
+            85..=88 => {
                 self.inject_fs_fault();
                 self.tally.fs_faults += 1;
             }
+            89 => self.outage(),
             _ => {
                 self.tick().await;
                 self.send().await;
             }
         }
         self.observe().await;
+    }
+
+    /// Metering unreachable, or failing, until a later step ends it: with
+    /// the clock's jumps, outages of hours.
+    fn outage(&mut self) {
+        if self.rng.chance(50) {
+            self.sim.clear_faults();
+            self.note("outage over");
+            return;
+        }
+        let fault = match self.rng.below(3) {
+            0 => Fault::DropConnection,
+            1 => Fault::ServerError {
+                status: 503,
+                stored: false,
+            },
+            _ => Fault::Error("AccessDeniedException".to_owned()),
+        };
+        self.note(format!("outage: {fault:?}"));
+        self.sim
+            .inject_for(
+                &self.task,
+                Operation::MeterUsage,
+                fault,
+                Trigger::NextCalls(10_000),
+            )
+            .expect("inject");
+        self.tally.aws_faults += 1;
     }
 
     /// Ends the run: faults end, time passes until every record is sent or
