@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-#[cfg(any(test, feature = "testing"))]
+#[cfg(all(feature = "testing", feature = "dev"))]
 thread_local! {
     /// The state of this thread's deterministic generator, when seeded.
     static SEEDED: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
@@ -13,7 +13,7 @@ thread_local! {
 /// Makes this thread's random values a fixed sequence from `seed`, or the
 /// system generator's again with `None`. Testing builds only: the fault
 /// simulation replays a run exactly from its seed.
-#[cfg(any(test, feature = "testing"))]
+#[cfg(all(feature = "testing", feature = "dev"))]
 pub(crate) fn seed_thread(seed: Option<u64>) {
     SEEDED.with(|s| s.set(seed));
 }
@@ -21,7 +21,7 @@ pub(crate) fn seed_thread(seed: Option<u64>) {
 /// Fills `bytes` from the system generator (or, in testing builds, from
 /// this thread's seeded sequence).
 fn fill(bytes: &mut [u8]) -> Result<(), aws_lc_rs::error::Unspecified> {
-    #[cfg(any(test, feature = "testing"))]
+    #[cfg(all(feature = "testing", feature = "dev"))]
     if let Some(mut state) = SEEDED.with(std::cell::Cell::get) {
         for chunk in bytes.chunks_mut(8) {
             // splitmix64

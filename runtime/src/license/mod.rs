@@ -20,7 +20,9 @@ pub(crate) use checkout::{asks_for_counted, checkout};
 pub(crate) use clock::Monotonic;
 pub(crate) use consumption::features_for;
 pub(crate) use lease::{Grant, Lease, Policy, Sent};
-pub(crate) use maintain::{Driver, SharedLease, Turn, check_in};
+#[cfg(all(feature = "testing", feature = "dev"))]
+pub(crate) use maintain::Turn;
+pub(crate) use maintain::{Driver, SharedLease, check_in};
 
 use crate::aws::retry::Backoff;
 

@@ -99,6 +99,7 @@ pub fn recorded(catalog: &Catalog, dimension: &str) -> Result<u64, TestingError>
     Ok(crate::counters::totals()[index])
 }
 
+#[cfg(feature = "dev")]
 mod sim_fs;
 #[cfg(feature = "dev")]
 pub mod simulation;
