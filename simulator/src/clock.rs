@@ -83,6 +83,21 @@ impl Clock {
         state.anchor = Instant::now();
     }
 
+    /// Moves the clock forward by `by` at once, unless it would then show a
+    /// time after `latest` (or one `SystemTime` cannot hold); whether it
+    /// moved.
+    pub(crate) fn advance_until(&self, by: Duration, latest: SystemTime) -> bool {
+        let mut state = self.state();
+        match state.now().checked_add(by).filter(|t| *t <= latest) {
+            Some(time) => {
+                state.base = time;
+                state.anchor = Instant::now();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Stops the clock where it is; it then only moves when set or advanced.
     pub fn freeze(&self) {
         let mut state = self.state();
@@ -141,6 +156,17 @@ mod tests {
         clock.resume();
         std::thread::sleep(Duration::from_millis(5));
         assert!(clock.now() > frozen);
+    }
+
+    #[test]
+    fn advancing_stops_at_the_latest_time() {
+        let clock = Clock::new(at(1000), true);
+        assert!(clock.advance_until(Duration::from_secs(500), at(1500)));
+        assert_eq!(clock.now(), at(1500));
+        assert!(!clock.advance_until(Duration::from_secs(1), at(1500)));
+        // Past what `SystemTime` holds: refused, not an overflow panic.
+        assert!(!clock.advance_until(Duration::MAX, at(u64::MAX >> 2)));
+        assert_eq!(clock.now(), at(1500));
     }
 
     #[test]

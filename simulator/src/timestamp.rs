@@ -20,12 +20,21 @@ pub(crate) fn epoch_secs_f64(time: SystemTime) -> f64 {
     DateTime::from(time).as_secs_f64()
 }
 
+/// How far from the Unix epoch a simulated time may be, either way, in
+/// seconds: i64 seconds span ±292 billion years; anything beyond is garbage
+/// input.
+const MAX_EPOCH_SECS: f64 = 1e15;
+
+/// The latest time the simulator takes or its clock shows.
+pub(crate) fn latest() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs_f64(MAX_EPOCH_SECS)
+}
+
 /// The time `secs` seconds after the Unix epoch; fractions are kept (the Rust
 /// SDK sends them, botocore sends whole numbers). `None` when not finite or
 /// not representable.
 pub(crate) fn from_epoch_secs(secs: f64) -> Option<SystemTime> {
-    // i64 seconds span ±292 billion years; anything beyond is garbage input.
-    if !secs.is_finite() || secs.abs() > 1e15 {
+    if !secs.is_finite() || secs.abs() > MAX_EPOCH_SECS {
         return None;
     }
     SystemTime::try_from(DateTime::from_secs_f64(secs)).ok()

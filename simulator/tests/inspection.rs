@@ -105,6 +105,29 @@ async fn the_clock_can_be_read_set_advanced_and_frozen() {
     sim.shutdown().await;
 }
 
+/// Found by the `sim_request` fuzz target
+/// (fuzz/corpus/sim_request/regression-clock-advance-overflow): an advance
+/// past what `SystemTime` holds panicked the handler ("overflow when adding
+/// duration to instant") instead of answering 400.
+#[tokio::test]
+async fn advancing_the_clock_past_its_range_is_refused() {
+    let sim = start_at(noon()).await;
+    for advance in [json!(14_895_013_706_255_360_910.5_f64), json!(1e15)] {
+        let (status, body) = post(&sim, "/_marketgate/clock", &json!({ "advance": advance })).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("latest time")),
+            "{body}"
+        );
+    }
+    assert_eq!(sim.clock().now(), noon());
+    let (status, _) = post(&sim, "/_marketgate/clock", &json!({"advance": 3600})).await;
+    assert_eq!(status, 200);
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn faults_can_be_injected_listed_and_cleared() {
     let sim = start_at(noon()).await;
