@@ -73,6 +73,25 @@ pub fn parse_rsa_spki_pem(text: &[u8]) -> Result<PublicKey, String> {
             "its RSA modulus has {bits} bits; PS256 verification needs 2048 to 8192 bits"
         ));
     }
+    // aws-lc refuses what no RSA key pair can have (`rsa.c`,
+    // `is_public_component_of_rsa_key_good`): an even modulus, and an
+    // exponent that is even, 1, or over 33 bits (its DoS limit). Accepting
+    // such a key here would refuse every start-up instead of the build.
+    let exponent = key.public_exponent.as_bytes();
+    let exponent_bits =
+        exponent.len() * 8 - exponent.first().map_or(8, |b| b.leading_zeros() as usize);
+    let odd = |n: &[u8]| n.last().is_some_and(|b| b & 1 == 1);
+    if !odd(modulus) || !odd(exponent) || !(2..=33).contains(&exponent_bits) {
+        return Err(format!(
+            "it is not a usable RSA public key ({}); the file is damaged or was edited: \
+             download the key again from the AWS Marketplace Management Portal",
+            if odd(modulus) {
+                "the public exponent must be odd, at least 3 and at most 33 bits"
+            } else {
+                "the modulus is even"
+            }
+        ));
+    }
     Ok(PublicKey {
         spki: der.clone(),
         rsa: rsa.to_vec(),
@@ -103,5 +122,36 @@ mod tests {
                 .contains("never ship a private key")
         );
         assert!(err(b"hello").contains("not a PEM file"));
+    }
+
+    /// Found by the `manifest` fuzz target
+    /// (fuzz/corpus/manifest/regression-even-exponent): a key with an even
+    /// exponent parsed here, but aws-lc, the runtime's verifier, refuses it,
+    /// so every start-up would have failed instead of the build.
+    #[test]
+    fn refuses_keys_the_runtime_verifier_refuses() {
+        let err = |bytes: &[u8]| parse_rsa_spki_pem(bytes).err().expect("must be refused");
+        for (file, why) in [
+            (
+                include_bytes!("../testdata/rsa2048-exponent-65536.pem").as_slice(),
+                "the public exponent must be odd",
+            ),
+            (
+                include_bytes!("../testdata/rsa2048-exponent-1.pem").as_slice(),
+                "the public exponent must be odd",
+            ),
+            (
+                include_bytes!("../testdata/rsa2048-exponent-35-bits.pem").as_slice(),
+                "at most 33 bits",
+            ),
+            (
+                include_bytes!("../testdata/rsa2048-even-modulus.pem").as_slice(),
+                "the modulus is even",
+            ),
+        ] {
+            let message = err(file);
+            assert!(message.contains(why), "{message}");
+            assert!(message.contains("download the key again"), "{message}");
+        }
     }
 }
