@@ -82,6 +82,9 @@ mod denied;
 #[cfg(feature = "dev")]
 mod dev_clock;
 mod entitlement;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod license;
 mod metering;
 mod random;

@@ -3,7 +3,6 @@
 //! fault answers instead), log the call.
 
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use serde_json::Value;
 
@@ -100,7 +99,11 @@ impl Log {
 }
 
 /// Serves one AWS API request.
-pub(crate) async fn aws(shared: &Shared, request: Request<Incoming>) -> Reply {
+pub(crate) async fn aws<B>(shared: &Shared, request: Request<B>) -> Reply
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let (parts, body) = request.into_parts();
     let target = parts
         .headers

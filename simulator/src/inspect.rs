@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Bytes;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -187,9 +187,13 @@ fn to_json<T: Serialize>(value: &T) -> Answer {
     serde_json::to_value(value).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
-async fn body<T: for<'de> Deserialize<'de>>(
-    request: Request<Incoming>,
-) -> Result<T, (StatusCode, String)> {
+async fn body<T: for<'de> Deserialize<'de>, B>(
+    request: Request<B>,
+) -> Result<T, (StatusCode, String)>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let bytes = Limited::new(request.into_body(), MAX_BODY)
         .collect()
         .await
@@ -199,7 +203,11 @@ async fn body<T: for<'de> Deserialize<'de>>(
 }
 
 /// Serves one `/_marketgate/...` request.
-pub(crate) async fn serve(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
+pub(crate) async fn serve<B>(shared: &Shared, request: Request<B>) -> Response<Body>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let path = request
         .uri()
         .path()
@@ -220,7 +228,11 @@ pub(crate) async fn serve(shared: &Shared, request: Request<Incoming>) -> Respon
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
-async fn route(shared: &Shared, method: &Method, path: &str, request: Request<Incoming>) -> Answer {
+async fn route<B>(shared: &Shared, method: &Method, path: &str, request: Request<B>) -> Answer
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     match (method.as_str(), path) {
         ("GET", "usage") => to_json(&shared.usage()),
         ("GET", "calls") => to_json(&shared.calls()),
@@ -256,7 +268,14 @@ async fn route(shared: &Shared, method: &Method, path: &str, request: Request<In
                         "advance {secs} must be a non-negative number of seconds"
                     ))
                 })?;
-                shared.clock.advance(by);
+                let latest = timestamp::latest();
+                if !shared.clock.advance_until(by, latest) {
+                    return Err(bad(format!(
+                        "advance {secs} would move the clock past {} seconds after the epoch, \
+                         the latest time the simulator represents",
+                        timestamp::epoch_secs(latest)
+                    )));
+                }
             }
             match change.frozen {
                 Some(true) => shared.clock.freeze(),

@@ -36,6 +36,9 @@ mod constraints;
 mod dispatch;
 mod error;
 mod faults;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod ids;
 mod inspect;
 mod jws;

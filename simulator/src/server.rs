@@ -57,7 +57,7 @@ pub struct Simulator {
 /// The error a dropped-connection fault returns to hyper, which then closes
 /// the connection without answering.
 #[derive(Debug)]
-struct DropConnection;
+pub(crate) struct DropConnection;
 
 impl std::fmt::Display for DropConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -445,10 +445,16 @@ async fn serve_connection(
     }
 }
 
-async fn handle(
+/// Answers one request; generic over the body so that the fuzz targets can
+/// call it in-process (`crate::fuzzing`).
+pub(crate) async fn handle<B>(
     shared: &Shared,
-    request: Request<Incoming>,
-) -> Result<Response<Body>, DropConnection> {
+    request: Request<B>,
+) -> Result<Response<Body>, DropConnection>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     if request.uri().path().starts_with(inspect::PREFIX) {
         return Ok(inspect::serve(shared, request).await);
     }

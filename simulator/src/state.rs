@@ -29,14 +29,7 @@ impl Shared {
     pub(crate) fn new(catalog: Catalog) -> Self {
         let start = catalog.clock.start.unwrap_or_else(SystemTime::now);
         let clock = Clock::new(start, catalog.clock.frozen);
-        let state = State {
-            subscriptions: catalog.subscriptions.clone(),
-            tasks: BTreeMap::new(),
-            metering: Metering::default(),
-            licensing: Licensing::new(&catalog.licenses),
-            calls: Vec::new(),
-            revision: 0,
-        };
+        let state = State::new(&catalog);
         Self {
             catalog,
             clock,
@@ -70,6 +63,18 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// The state before any call: the configured subscriptions and licenses.
+    pub(crate) fn new(catalog: &Catalog) -> Self {
+        Self {
+            subscriptions: catalog.subscriptions.clone(),
+            tasks: BTreeMap::new(),
+            metering: Metering::default(),
+            licensing: Licensing::new(&catalog.licenses),
+            calls: Vec::new(),
+            revision: 0,
+        }
+    }
+
     pub(crate) fn subscription(&self, product_code: &str) -> Subscription {
         self.subscriptions
             .get(product_code)
