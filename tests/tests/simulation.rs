@@ -759,21 +759,26 @@ where
     total
 }
 
+/// The seeds to run: `single` alone, or the regressions and then `count`
+/// seeds (the variable `count_var`, else `default`) from
+/// `MARKETGATE_SIM_FIRST` (1).
+fn seeds(single: Option<u64>, count_var: &str, default: u64, regressions: &[u64]) -> Vec<u64> {
+    if let Some(seed) = single {
+        return vec![seed];
+    }
+    let first = env_u64("MARKETGATE_SIM_FIRST").unwrap_or(1);
+    let count = env_u64(count_var).unwrap_or(default);
+    regressions
+        .iter()
+        .copied()
+        .chain(first..first + count)
+        .collect()
+}
+
 #[test]
 fn the_metering_guarantees_hold_across_random_faults() {
     let single = env_u64("MARKETGATE_SIM_SEED");
-    let seeds: Vec<u64> = match single {
-        Some(seed) => vec![seed],
-        None => {
-            let first = env_u64("MARKETGATE_SIM_FIRST").unwrap_or(1);
-            let count = env_u64("MARKETGATE_SIM_SEEDS").unwrap_or(2000);
-            REGRESSIONS
-                .iter()
-                .copied()
-                .chain(first..first + count)
-                .collect()
-        }
-    };
+    let seeds = seeds(single, "MARKETGATE_SIM_SEEDS", 2000, REGRESSIONS);
     let started = std::time::Instant::now();
     let total = run_seeds(&seeds, single.is_some(), "MARKETGATE_SIM_SEED", run_seed);
     eprintln!(
@@ -1219,18 +1224,7 @@ async fn run_lease_seed(seed: u64, verbose: bool) -> Result<(Tally, String), Bro
 #[test]
 fn the_lease_guarantees_hold_across_random_faults() {
     let single = env_u64("MARKETGATE_SIM_LEASE_SEED");
-    let seeds: Vec<u64> = match single {
-        Some(seed) => vec![seed],
-        None => {
-            let first = env_u64("MARKETGATE_SIM_FIRST").unwrap_or(1);
-            let count = env_u64("MARKETGATE_SIM_LEASE_SEEDS").unwrap_or(400);
-            LEASE_REGRESSIONS
-                .iter()
-                .copied()
-                .chain(first..first + count)
-                .collect()
-        }
-    };
+    let seeds = seeds(single, "MARKETGATE_SIM_LEASE_SEEDS", 400, LEASE_REGRESSIONS);
     let started = std::time::Instant::now();
     let total = run_seeds(
         &seeds,

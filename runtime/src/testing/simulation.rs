@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use super::TestingError;
 pub use super::sim_fs::{FsFault, FsStats, SimFs};
-use crate::aws::{Endpoint, clients};
+use crate::aws::{Clients, Endpoint, clients};
 use crate::catalog::{Catalog, MAX_DIMENSIONS};
 use crate::license::{self, Driver, Lease, Monotonic, SharedLease, Turn};
 use crate::metering::{Environment, Pipeline, Settings, UsageSource, run::send_all};
@@ -126,6 +126,20 @@ pub struct ProcessConfig {
     pub call_timeout: Duration,
 }
 
+impl ProcessConfig {
+    /// The SDK clients, pointed at the simulator.
+    async fn clients(&self) -> Result<Clients, String> {
+        clients(
+            &self.region,
+            &Endpoint::Dev(self.endpoint.clone()),
+            Some(self.credentials.clone()),
+            self.call_timeout,
+        )
+        .await
+        .map_err(|e| e.to_string())
+    }
+}
+
 /// One life of a process: its pipeline and counters. Dropping it is a
 /// crash of everything in memory.
 pub struct Process {
@@ -145,14 +159,10 @@ impl Process {
             .product_by_name(&config.product)
             .filter(|p| p.dimension_mask() != 0)
             .ok_or_else(|| TestingError::UnknownProduct(config.product.clone()))?;
-        let clients = clients(
-            &config.region,
-            &Endpoint::Dev(config.endpoint.clone()),
-            Some(config.credentials.clone()),
-            config.call_timeout,
-        )
-        .await
-        .map_err(|e| TestingError::UnknownProduct(format!("{}: {e}", config.product)))?;
+        let clients = config
+            .clients()
+            .await
+            .map_err(|e| TestingError::UnknownProduct(format!("{}: {e}", config.product)))?;
         let usage = Arc::new(Usage {
             catalog: config.catalog,
             totals: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -250,14 +260,7 @@ impl LeaseProcess {
             .filter(|p| p.license().is_some())
             .ok_or_else(|| format!("no contract product named `{}`", config.product))?;
         let spec = product.license().ok_or("not a contract product")?;
-        let clients = clients(
-            &config.region,
-            &Endpoint::Dev(config.endpoint.clone()),
-            Some(config.credentials.clone()),
-            config.call_timeout,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        let clients = config.clients().await?;
         let clock = Monotonic::follow(config.clock.clone());
         let sent = license::Sent {
             at: clock.now(),
