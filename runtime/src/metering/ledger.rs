@@ -50,14 +50,18 @@ pub(super) struct Ledger {
 }
 
 impl Ledger {
-    pub(super) fn take(&mut self, d: &str, h: i64, t: &Tags, q: u64) {
+    /// Takes up to `q` units from a bucket; returns how many it held of them.
+    pub(super) fn take(&mut self, d: &str, h: i64, t: &Tags, q: u64) -> u64 {
         let key = (d.to_owned(), h, t.clone());
-        if let Some(b) = self.buckets.get_mut(&key) {
-            *b = b.saturating_sub(q);
-            if *b == 0 {
-                self.buckets.remove(&key);
-            }
+        let Some(bucket) = self.buckets.get_mut(&key) else {
+            return 0;
+        };
+        let taken = q.min(*bucket);
+        *bucket -= taken;
+        if *bucket == 0 {
+            self.buckets.remove(&key);
         }
+        taken
     }
 
     pub(super) fn give(&mut self, d: &str, h: i64, t: &Tags, q: u64) {
@@ -96,8 +100,10 @@ impl Ledger {
                 quantity,
                 tags,
             } => {
-                self.take(dimension, *from, tags, *quantity);
-                self.give(dimension, *to, tags, *quantity);
+                // Only what the bucket held moves: a forged or damaged
+                // journal must not make units.
+                let moved = self.take(dimension, *from, tags, *quantity);
+                self.give(dimension, *to, tags, moved);
             }
             Event::Assign {
                 dimension,
@@ -109,7 +115,7 @@ impl Ledger {
             } => {
                 let parts = parts_of(alloc, *quantity);
                 for (tags, amount) in &parts {
-                    self.take(dimension, *from, tags, u64::from(*amount));
+                    let _ = self.take(dimension, *from, tags, u64::from(*amount));
                 }
                 let record = Record {
                     from: *from,
@@ -180,7 +186,11 @@ impl Ledger {
                 code,
                 to,
             } => {
-                if let Some(r) = self.record_mut(dimension, *hour) {
+                // Only a pending record can be refused (and its units
+                // returned once): the pipeline never journals another.
+                if let Some(r) = self.record_mut(dimension, *hour)
+                    && r.state == RecordState::Pending
+                {
                     r.state = RecordState::Rejected(code.clone());
                     let parts = r.parts.clone();
                     for (tags, amount) in &parts {

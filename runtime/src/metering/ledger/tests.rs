@@ -314,3 +314,69 @@ fn a_forged_huge_quantity_saturates_and_never_subtracts_from_real_usage() {
         Some(&u64::MAX)
     );
 }
+
+/// Found by fuzzing journal recovery: well-framed but hostile events (a
+/// buyer can write the journal volume) must not make units. A carry moves
+/// only what its bucket holds, and only a pending record can be refused
+/// (returning its units once).
+#[test]
+fn forged_carries_and_refusals_make_no_units() {
+    let untagged = Tags::new();
+    let mut ledger = Ledger::default();
+    for event in [
+        Event::Add {
+            dimension: "a".into(),
+            hour: 0,
+            quantity: 50,
+            tags: untagged.clone(),
+        },
+        // Carries 80 out of a bucket of 50, then out of an empty one.
+        Event::Carry {
+            dimension: "a".into(),
+            from: 0,
+            to: HOUR,
+            quantity: 80,
+            tags: untagged.clone(),
+        },
+        Event::Carry {
+            dimension: "a".into(),
+            from: 5 * HOUR,
+            to: HOUR,
+            quantity: 1000,
+            tags: untagged.clone(),
+        },
+    ] {
+        ledger.apply(&event);
+    }
+    assert_eq!(ledger.buckets.values().sum::<u64>(), 50);
+    ledger.apply(&Event::Assign {
+        dimension: "a".into(),
+        from: HOUR,
+        hour: HOUR,
+        quantity: 50,
+        token: "t".into(),
+        alloc: Vec::new(),
+    });
+    ledger.apply(&Event::Sent {
+        dimension: "a".into(),
+        hour: HOUR,
+        id: "r".into(),
+    });
+    // Refused after it was sent, then twice: nothing comes back.
+    for _ in 0..2 {
+        ledger.apply(&Event::Rejected {
+            dimension: "a".into(),
+            hour: HOUR,
+            code: "DuplicateRequestException".into(),
+            to: 2 * HOUR,
+        });
+    }
+    assert!(ledger.buckets.is_empty(), "{:?}", ledger.buckets);
+    assert_eq!(
+        ledger
+            .records
+            .get(&("a".to_owned(), HOUR))
+            .map(|r| &r.state),
+        Some(&RecordState::Sent("r".into()))
+    );
+}
