@@ -39,3 +39,11 @@ pub fn verify_registration(
         issued_at: c.issued_at,
     })
 }
+
+/// Recovers `bytes` as a metering journal file at the hour starting at
+/// `now_hour` (epoch seconds, a multiple of 3600) and panics if recovery
+/// breaks one of its properties: never a panic, only plausible hours, never
+/// more usage than the intact frames brought in, unchanged by compaction.
+pub fn recover_journal(bytes: &[u8], now_hour: i64) {
+    crate::metering::fuzz_journal::check(bytes, now_hour);
+}

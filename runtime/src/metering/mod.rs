@@ -48,12 +48,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz_journal;
 mod journal;
 mod ledger;
 mod overdue;
 mod recovery;
 pub(crate) mod run;
 mod send;
+#[cfg(any(all(feature = "testing", feature = "dev"), feature = "fuzzing"))]
+pub(crate) mod sim_fs;
 pub(crate) mod storage;
 
 use crate::aws::{AwsFailure, Clients};

@@ -1,5 +1,5 @@
-//! An in-memory file system for the journal that fails, tears and forgets
-//! on demand: what a full disk, a failing disk, a read-only remount and a
+//! An in-memory file system for the journal (the fault simulation's, and
+//! the journal fuzz target's) that fails, tears and forgets on demand: what a full disk, a failing disk, a read-only remount and a
 //! power loss do to the journal's files.
 //!
 //! It keeps, for every file, what was written and what is durable (what the
@@ -12,12 +12,18 @@
 //! An `EIO` from `fsync` behaves as on Linux: the data it failed to write
 //! is never written, even if a later `fsync` succeeds.
 
+// The fuzz target uses only the file system, not the faults.
+#![cfg_attr(
+    not(all(feature = "testing", feature = "dev")),
+    allow(dead_code, unreachable_pub)
+)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::metering::storage::{LockGuard, Storage, StoredFile};
+use super::storage::{LockGuard, Storage, StoredFile};
 
 /// A fault the file system answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

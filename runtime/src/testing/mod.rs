@@ -100,6 +100,4 @@ pub fn recorded(catalog: &Catalog, dimension: &str) -> Result<u64, TestingError>
 }
 
 #[cfg(feature = "dev")]
-mod sim_fs;
-#[cfg(feature = "dev")]
 pub mod simulation;

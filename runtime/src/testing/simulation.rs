@@ -19,10 +19,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use super::TestingError;
-pub use super::sim_fs::{FsFault, FsStats, SimFs};
 use crate::aws::{Clients, Endpoint, clients};
 use crate::catalog::{Catalog, MAX_DIMENSIONS};
 use crate::license::{self, Driver, Lease, Monotonic, SharedLease, Turn};
+pub use crate::metering::sim_fs::{FsFault, FsStats, SimFs};
 use crate::metering::{Environment, Pipeline, Settings, UsageSource, run::send_all};
 use crate::status::{LeaseState, MeteringStatus};
 use crate::usage::Tags;
