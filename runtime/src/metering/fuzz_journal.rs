@@ -7,10 +7,11 @@
 //!   product, a newer format) or recovered;
 //! - what recovery keeps is plausible: no record dated after the next hour,
 //!   no bucket after the one after it;
-//! - recovery never makes usage: the units it holds (unreported buckets and
-//!   the records not refused) are at most the units the intact frames
-//!   brought in (`Add`, compacted records, and records whose units were not
-//!   in their bucket, which only damage or forgery produce);
+//! - replay never makes usage: the units held (unreported buckets and the
+//!   records not refused) grow only by an `Add` or a compacted record, each
+//!   by at most its quantity, or by a record made from units its bucket
+//!   does not hold (which only damage or forgery writes); no other event
+//!   adds a unit, and what recovery keeps is at most what replay made;
 //! - the recovered state survives compaction: written out as a fresh journal
 //!   and read back, it is the same.
 
@@ -39,8 +40,25 @@ pub(crate) fn check(bytes: &[u8], now_hour: i64) {
     let mut ledger = Ledger::default();
     let mut brought = 0u128;
     for event in &recovered.events {
-        brought += units_brought(&ledger, event);
+        let before = held_units(&ledger);
         ledger.apply(event);
+        let made = held_units(&ledger).saturating_sub(before);
+        match event {
+            Event::Add { quantity, .. } => {
+                assert!(made <= u128::from(*quantity), "{event:?} made {made} units");
+            }
+            Event::Restore {
+                quantity, state, ..
+            } if !matches!(state, RestoredState::Rejected(_)) => {
+                assert!(made <= u128::from(*quantity), "{event:?} made {made} units");
+            }
+            // A record made from units its bucket does not hold: only damage
+            // or forgery writes one, and it is kept as journaled (it may
+            // have been sent so); counted as units the journal claims.
+            Event::Assign { .. } => {}
+            _ => assert!(made == 0, "{event:?} made {made} units"),
+        }
+        brought += made;
     }
     if recovered.damage.is_some() {
         ledger.distrust();
@@ -80,32 +98,6 @@ pub(crate) fn check(bytes: &[u8], now_hour: i64) {
         "buckets changed by compaction"
     );
     assert_eq!(replayed.records, expected, "records changed by compaction");
-}
-
-/// Units `event` brings into `ledger` from outside it.
-fn units_brought(ledger: &Ledger, event: &Event) -> u128 {
-    match event {
-        Event::Add { quantity, .. } => u128::from(*quantity),
-        Event::Restore {
-            quantity, state, ..
-        } if !matches!(state, RestoredState::Rejected(_)) => u128::from(*quantity),
-        // A record made from units its bucket does not hold.
-        Event::Assign {
-            dimension,
-            from,
-            quantity,
-            ..
-        } => {
-            let in_bucket: u64 = ledger
-                .buckets
-                .iter()
-                .filter(|((d, h, _), _)| d == dimension && h == from)
-                .map(|(_, q)| *q)
-                .sum();
-            u128::from(u64::from(*quantity).saturating_sub(in_bucket))
-        }
-        _ => 0,
-    }
 }
 
 /// Units the ledger holds: unreported, and in records not refused (whose

@@ -171,12 +171,17 @@ impl Ledger {
                     r.doubt = r.doubt.saturating_sub(1);
                 }
             }
+            // Like a refusal below, an acceptance or a write-off decides
+            // only a pending record: a sent record is never refused and
+            // resent, a refused one never counted as sent too.
             Event::Sent {
                 dimension,
                 hour,
                 id,
             } => {
-                if let Some(r) = self.record_mut(dimension, *hour) {
+                if let Some(r) = self.record_mut(dimension, *hour)
+                    && r.state == RecordState::Pending
+                {
                     r.state = RecordState::Sent(id.clone());
                 }
             }
@@ -186,8 +191,8 @@ impl Ledger {
                 code,
                 to,
             } => {
-                // Only a pending record can be refused (and its units
-                // returned once): the pipeline never journals another.
+                // Only a pending record can be refused (its units returned
+                // once): the pipeline never journals another.
                 if let Some(r) = self.record_mut(dimension, *hour)
                     && r.state == RecordState::Pending
                 {
@@ -204,7 +209,9 @@ impl Ledger {
                 code,
                 message,
             } => {
-                if let Some(r) = self.record_mut(dimension, *hour) {
+                if let Some(r) = self.record_mut(dimension, *hour)
+                    && r.state == RecordState::Pending
+                {
                     let (code, message) = (code.clone(), message.clone());
                     r.state = RecordState::Unbillable { code, message };
                 }
