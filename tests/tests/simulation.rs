@@ -23,7 +23,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use marketgate::LeaseState;
 use marketgate::testing::simulation::{
-    FsFault, LeaseProcess, Process, ProcessConfig, SimFs, Usage, seed_thread,
+    FsFault, LeaseProcess, MonotonicClock, Process, ProcessConfig, SimFs, Usage, seed_thread,
 };
 use marketgate_simulator::{
     CheckoutState, EntitlementConfig, EntitlementUnit, Fault, LicenseStatus, Operation, Outcome,
@@ -109,6 +109,41 @@ impl Tally {
     }
 }
 
+/// A process of `product` as task `task` against `sim`, on the wall clock
+/// `wall` (epoch seconds) and the monotonic clock `monotonic`.
+fn process_config(
+    sim: &Simulator,
+    task: &str,
+    product: &str,
+    fs: SimFs,
+    wall: &Arc<AtomicI64>,
+    monotonic: MonotonicClock,
+) -> ProcessConfig {
+    let wall = wall.clone();
+    ProcessConfig {
+        catalog: marketgate_tests::catalog(),
+        product: product.to_owned(),
+        endpoint: sim.endpoint(),
+        region: sim.region().to_owned(),
+        credentials: (task.to_owned(), "not-a-real-secret".to_owned()),
+        state_dir: PathBuf::from("/state"),
+        fs,
+        clock: Arc::new(move || {
+            UNIX_EPOCH + Duration::from_secs(wall.load(Ordering::SeqCst).unsigned_abs())
+        }),
+        monotonic,
+        call_timeout: Duration::from_millis(300),
+    }
+}
+
+/// Moves the test's wall clock and the simulator's by `secs`.
+fn advance_clocks(sim: &Simulator, wall: &AtomicI64, secs: u64) {
+    let secs = i64::try_from(secs).unwrap_or(0);
+    let now = wall.fetch_add(secs, Ordering::SeqCst) + secs;
+    sim.clock()
+        .set(UNIX_EPOCH + Duration::from_secs(now.unsigned_abs()));
+}
+
 /// One seed's world: the simulator, the file system, the clocks, the
 /// process, and what the test knows to be true.
 struct World {
@@ -155,22 +190,15 @@ impl World {
         let wall = Arc::new(AtomicI64::new(start));
         let mono = Arc::new(AtomicU64::new(0));
         let task = format!("AKIDSIM{seed:016X}");
-        let clock_wall = wall.clone();
         let clock_mono = mono.clone();
-        let config = ProcessConfig {
-            catalog: marketgate_tests::catalog(),
-            product: "usage".to_owned(),
-            endpoint: sim.endpoint(),
-            region: sim.region().to_owned(),
-            credentials: (task.clone(), "not-a-real-secret".to_owned()),
-            state_dir: PathBuf::from("/state"),
-            fs: fs.clone(),
-            clock: Arc::new(move || {
-                UNIX_EPOCH + Duration::from_secs(clock_wall.load(Ordering::SeqCst).unsigned_abs())
-            }),
-            monotonic: Arc::new(move || Duration::from_secs(clock_mono.load(Ordering::SeqCst))),
-            call_timeout: Duration::from_millis(300),
-        };
+        let config = process_config(
+            &sim,
+            &task,
+            "usage",
+            fs.clone(),
+            &wall,
+            Arc::new(move || Duration::from_secs(clock_mono.load(Ordering::SeqCst))),
+        );
         World {
             rng,
             sim,
@@ -210,12 +238,8 @@ impl World {
     }
 
     fn advance(&mut self, secs: u64) {
-        let secs = i64::try_from(secs).unwrap_or(0);
-        let now = self.wall.fetch_add(secs, Ordering::SeqCst) + secs;
-        self.mono.fetch_add(secs.unsigned_abs(), Ordering::SeqCst);
-        self.sim
-            .clock()
-            .set(UNIX_EPOCH + Duration::from_secs(now.unsigned_abs()));
+        advance_clocks(&self.sim, &self.wall, secs);
+        self.mono.fetch_add(secs, Ordering::SeqCst);
     }
 
     /// Usage from 1 to 3 threads at once, some of it tagged.
@@ -852,21 +876,14 @@ impl LeaseWorld {
         let sim = Simulator::start(config).await.expect("simulator");
         let wall = Arc::new(AtomicI64::new(start));
         let task = format!("AKIDLEASE{seed:016X}");
-        let clock_wall = wall.clone();
-        let config = ProcessConfig {
-            catalog: marketgate_tests::catalog(),
-            product: "enterprise".to_owned(),
-            endpoint: sim.endpoint(),
-            region: sim.region().to_owned(),
-            credentials: (task.clone(), "not-a-real-secret".to_owned()),
-            state_dir: PathBuf::from("/state"),
-            fs: SimFs::new(0),
-            clock: Arc::new(move || {
-                UNIX_EPOCH + Duration::from_secs(clock_wall.load(Ordering::SeqCst).unsigned_abs())
-            }),
-            monotonic: Arc::new(|| Duration::ZERO),
-            call_timeout: Duration::from_millis(300),
-        };
+        let config = process_config(
+            &sim,
+            &task,
+            "enterprise",
+            SimFs::new(0),
+            &wall,
+            Arc::new(|| Duration::ZERO),
+        );
         LeaseWorld {
             rng,
             sim,
@@ -889,11 +906,7 @@ impl LeaseWorld {
     }
 
     fn advance(&mut self, secs: u64) {
-        let secs = i64::try_from(secs).unwrap_or(0);
-        let now = self.wall.fetch_add(secs, Ordering::SeqCst) + secs;
-        self.sim
-            .clock()
-            .set(UNIX_EPOCH + Duration::from_secs(now.unsigned_abs()));
+        advance_clocks(&self.sim, &self.wall, secs);
         self.note(format!("clock +{secs}s"));
     }
 
