@@ -380,3 +380,53 @@ fn forged_carries_and_refusals_make_no_units() {
         Some(&RecordState::Sent("r".into()))
     );
 }
+
+/// Found by fuzzing journal recovery: a forged `Sent` after a `Rejected`
+/// must not count the record as sent while its units are back in a bucket
+/// (they would be billed twice).
+#[test]
+fn a_refused_record_is_never_counted_as_sent() {
+    let mut ledger = Ledger::default();
+    for event in [
+        Event::Add {
+            dimension: "b".into(),
+            hour: 0,
+            quantity: 7,
+            tags: Tags::new(),
+        },
+        Event::Assign {
+            dimension: "b".into(),
+            from: 0,
+            hour: 0,
+            quantity: 7,
+            token: "u".into(),
+            alloc: Vec::new(),
+        },
+        Event::Rejected {
+            dimension: "b".into(),
+            hour: 0,
+            code: "TimestampOutOfBoundsException".into(),
+            to: HOUR,
+        },
+        Event::Sent {
+            dimension: "b".into(),
+            hour: 0,
+            id: "r2".into(),
+        },
+        Event::Unbillable {
+            dimension: "b".into(),
+            hour: 0,
+            code: "InvalidTagException".into(),
+            message: "m".into(),
+        },
+    ] {
+        ledger.apply(&event);
+    }
+    assert_eq!(
+        ledger.records.get(&("b".to_owned(), 0)).map(|r| &r.state),
+        Some(&RecordState::Rejected(
+            "TimestampOutOfBoundsException".into()
+        ))
+    );
+    assert_eq!(ledger.buckets.values().sum::<u64>(), 7);
+}
