@@ -374,12 +374,31 @@ impl Ledger {
 
 /// Allocations are stored only when some part is tagged.
 /// A record's parts: its allocations, or all of it untagged.
+///
+/// The runtime writes allocations with distinct tags, no empty part, at
+/// least one tagged, summing to the quantity; for those this is the
+/// identity (order kept: a resent record must carry the same parameters).
+/// Anything else only damage or forgery writes; it is made consistent the
+/// same way on every replay, so that compaction keeps it as it is: parts
+/// with the same tags merged, empty parts dropped, and a record whose parts
+/// are all untagged or do not add up to its quantity held untagged whole.
 fn parts_of(alloc: &[(Tags, u32)], quantity: u32) -> Vec<(Tags, u32)> {
-    if alloc.is_empty() {
-        vec![(Tags::new(), quantity)]
-    } else {
-        alloc.to_vec()
+    let mut parts: Vec<(Tags, u32)> = Vec::with_capacity(alloc.len());
+    let mut sum = 0u64;
+    for (tags, amount) in alloc {
+        sum += u64::from(*amount);
+        if *amount == 0 {
+            continue;
+        }
+        match parts.iter_mut().find(|(t, _)| t == tags) {
+            Some((_, merged)) => *merged = merged.saturating_add(*amount),
+            None => parts.push((tags.clone(), *amount)),
+        }
     }
+    if sum != u64::from(quantity) || parts.iter().all(|(t, _)| t.is_empty()) {
+        return vec![(Tags::new(), quantity)];
+    }
+    parts
 }
 
 impl From<&RestoredState> for RecordState {
