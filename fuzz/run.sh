@@ -90,7 +90,9 @@ for target in "${targets[@]}"; do
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   if [ "$status" -ne 0 ]; then
     crash=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
-    tail -40 "$log" >&2
+    # The property that failed first, then how libFuzzer ended.
+    grep -m1 -A8 "panicked at" "$log" >&2 || true
+    tail -12 "$log" >&2
     echo "FAILED: $target (exit $status); input: fuzz/${crash:-?}; log: fuzz/$log" >&2
     failed+=("$target")
     summary+=("$(printf '%-12s %12s execs %8s/s  CRASH fuzz/%s' "$target" "${execs:-?}" "${rate:-?}" "${crash:-?}")")
