@@ -4,6 +4,7 @@
 //! the files it was read from become inputs of the crate being compiled.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use marketgate_manifest::{MANIFEST_ENV, Manifest};
 use proc_macro2::{Span, TokenStream};
@@ -12,8 +13,10 @@ use quote::quote;
 use crate::errors;
 
 /// Loads the manifest, turning each of its problems into an error at `span`.
-pub(crate) fn load(span: Span) -> syn::Result<Manifest> {
-    marketgate_manifest::load().map_err(|e| {
+/// Parsed once per compiler process while its files are unchanged
+/// (`load_cached`): every annotated function needs it.
+pub(crate) fn load(span: Span) -> syn::Result<Arc<Manifest>> {
+    marketgate_manifest::load_cached().map_err(|e| {
         let errors = e.messages.into_iter().map(|m| syn::Error::new(span, m));
         errors::combine(errors)
             .err()

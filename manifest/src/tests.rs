@@ -3,10 +3,11 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::load::parse;
-use crate::model::{DEFAULT_MAX_UNREPORTED, MARKETPLACE_KEY_FINGERPRINT, Manifest};
+use crate::load::{parse, read_cached};
+use crate::model::{DEFAULT_MAX_UNREPORTED, FILE_NAME, MARKETPLACE_KEY_FINGERPRINT, Manifest};
 
 fn check(text: &str) -> Result<Manifest, Vec<String>> {
     parse(Path::new("/m/Marketplace.toml"), text).map_err(|e| e.messages)
@@ -294,4 +295,61 @@ fn fingerprint_covers_max_unreported() {
     let longer = check(&with_max_unreported("\"3h\"")).unwrap();
     assert_eq!(default.fingerprint, same.fingerprint);
     assert_ne!(default.fingerprint, longer.fingerprint);
+}
+
+/// `read_cached` parses once while the files are unchanged, and afresh as
+/// soon as the manifest or a key file it names changes, appears or goes.
+#[test]
+fn the_cached_manifest_follows_every_file_it_was_read_from() {
+    let dir =
+        std::env::temp_dir().join(format!("marketgate-manifest-cache-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("keys")).unwrap();
+    let manifest = dir.join(FILE_NAME);
+    let key = dir.join("keys/pro.pem");
+    let testdata = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+    let text = |features: &str| {
+        format!(
+            "[[product]]\nname = \"pro\"\ncode = \"prod-cache-test\"\ntier = \"paid\"\n\
+             pricing = \"hourly\"\npublic-key = \"keys/pro.pem\"\npublic-key-version = 1\n\
+             features = [{features}]\n"
+        )
+    };
+    std::fs::write(&manifest, text("\"a\"")).unwrap();
+    std::fs::copy(testdata.join("rsa2048.pem"), &key).unwrap();
+
+    let first = read_cached(&manifest).map_err(|e| e.messages).unwrap();
+    let again = read_cached(&manifest).map_err(|e| e.messages).unwrap();
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "unchanged files are parsed once"
+    );
+
+    // The manifest changes: parsed again.
+    std::fs::write(&manifest, text("\"a\", \"b\"")).unwrap();
+    let edited = read_cached(&manifest).map_err(|e| e.messages).unwrap();
+    assert_eq!(edited.features, ["a", "b"]);
+
+    // A key file changes: parsed again, and its problem reported.
+    std::fs::copy(testdata.join("rsa1024.pem"), &key).unwrap();
+    let weak = read_cached(&manifest)
+        .err()
+        .map(|e| e.messages)
+        .unwrap_or_default();
+    assert!(weak.iter().any(|m| m.contains("keys/pro.pem")), "{weak:?}");
+    assert_eq!(read_cached(&manifest).err().map(|e| e.messages), Some(weak));
+
+    // The key file goes, then comes back.
+    std::fs::remove_file(&key).unwrap();
+    let missing = read_cached(&manifest)
+        .err()
+        .map(|e| e.messages)
+        .unwrap_or_default();
+    assert!(
+        missing.iter().any(|m| m.contains("cannot read")),
+        "{missing:?}"
+    );
+    std::fs::copy(testdata.join("rsa2048.pem"), &key).unwrap();
+    let back = read_cached(&manifest).map_err(|e| e.messages).unwrap();
+    assert_eq!(back.fingerprint, edited.fingerprint);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
