@@ -3,8 +3,9 @@
 //! `marketgate-sim manifest`); here its problems become compile errors, and
 //! the files it was read from become inputs of the crate being compiled.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use marketgate_manifest::{MANIFEST_ENV, Manifest};
 use proc_macro2::{Span, TokenStream};
@@ -36,4 +37,27 @@ pub(crate) fn rebuild_tracking(files: &[PathBuf]) -> TokenStream {
         #(const _: &[u8] = ::core::include_bytes!(#files);)*
         const _: ::core::option::Option<&str> = ::core::option_env!(#MANIFEST_ENV);
     }
+}
+
+/// Whether this is the first gate the compiler expands, in this process,
+/// in the crate being compiled against `manifest`.
+///
+/// What must be in a crate once (the `include_bytes!` that make the
+/// manifest and keys inputs of the crate, and the crate's registration of
+/// its indices) then comes from the first expansion only: one compiler
+/// process compiles one crate, and every expansion's output is part of it.
+/// Keyed by crate and manifest as well, for processes that expand for many
+/// crates (an IDE's), where the output is never linked.
+pub(crate) fn first_in_crate(manifest: &Manifest) -> bool {
+    static SEEN: Mutex<BTreeSet<(String, String, PathBuf, u64)>> = Mutex::new(BTreeSet::new());
+    let var = |name| std::env::var(name).unwrap_or_default();
+    let key = (
+        var("CARGO_MANIFEST_DIR"),
+        var("CARGO_CRATE_NAME"),
+        manifest.files.first().cloned().unwrap_or_default(),
+        manifest.fingerprint,
+    );
+    SEEN.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(key)
 }

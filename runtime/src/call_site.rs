@@ -1,13 +1,17 @@
-//! Every `#[entitled]` and `#[metered]` call site registers itself here, so
-//! start-up can prove that the indices compiled into each crate agree with
-//! the binary's catalog.
+//! Every crate with `#[entitled]` or `#[metered]` functions registers the
+//! feature and dimension lists it was compiled with, so start-up can prove
+//! that the indices compiled into each crate agree with the binary's
+//! catalog.
 //!
 //! A library and the binary that uses it may be compiled against different
 //! copies of `Marketplace.toml`. Indices are positions in the sorted feature
 //! and dimension lists, so a different manifest could silently move
-//! `export` onto the bit of `sso`. Instead of trusting that, each call site
-//! records the name and index it was compiled with, and start-up refuses to
-//! run when any of them disagrees with the catalog.
+//! `export` onto the bit of `sso`. Instead of trusting that, the first
+//! annotated function the compiler expands in a crate registers a
+//! [`CompiledManifest`] (one per crate: a registration per function cost
+//! every function a static and its link-time machinery), and start-up
+//! refuses to run when any index it knows names something else in the
+//! catalog. Each function keeps a [`CallSite`] for explaining its denials.
 
 use std::fmt;
 
@@ -28,8 +32,6 @@ pub struct CallSite {
     kind: SiteKind,
     name: &'static str,
     index: usize,
-    fingerprint: u64,
-    manifest: &'static str,
     location: &'static str,
 }
 
@@ -40,16 +42,12 @@ impl CallSite {
         kind: SiteKind,
         name: &'static str,
         index: usize,
-        fingerprint: u64,
-        manifest: &'static str,
         location: &'static str,
     ) -> Self {
         CallSite {
             kind,
             name,
             index,
-            fingerprint,
-            manifest,
             location,
         }
     }
@@ -89,67 +87,103 @@ impl CallSite {
     }
 }
 
-/// All call sites linked into this binary.
-#[linkme::distributed_slice]
-pub static CALL_SITES: [CallSite];
+/// The manifest one crate's annotated functions were compiled against:
+/// its feature and dimension names in index order.
+#[derive(Debug)]
+pub struct CompiledManifest {
+    fingerprint: u64,
+    manifest: &'static str,
+    features: &'static [&'static str],
+    dimensions: &'static [&'static str],
+    location: &'static str,
+}
 
-/// One or more call sites were compiled against another manifest.
+impl CompiledManifest {
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn __new(
+        fingerprint: u64,
+        manifest: &'static str,
+        features: &'static [&'static str],
+        dimensions: &'static [&'static str],
+        location: &'static str,
+    ) -> Self {
+        CompiledManifest {
+            fingerprint,
+            manifest,
+            features,
+            dimensions,
+            location,
+        }
+    }
+}
+
+/// One registration per crate with annotated functions linked into this
+/// binary.
+#[linkme::distributed_slice]
+pub static COMPILED_MANIFESTS: [CompiledManifest];
+
+/// One or more crates were compiled against another manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CatalogMismatch {
     catalog_manifest: &'static str,
-    sites: Vec<String>,
+    indices: Vec<String>,
 }
 
 impl fmt::Display for CatalogMismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} annotated function(s) were compiled against a Marketplace.toml that does not \
-             match this binary's catalog ({}); build every crate against the same manifest \
-             (set MARKETGATE_MANIFEST in the workspace's .cargo/config.toml): {}",
-            self.sites.len(),
+            "annotated functions were compiled against a Marketplace.toml that does not match \
+             this binary's catalog ({}); build every crate against the same manifest (set \
+             MARKETGATE_MANIFEST in the workspace's .cargo/config.toml): {}",
             self.catalog_manifest,
-            self.sites.join("; ")
+            self.indices.join("; ")
         )
     }
 }
 
 impl std::error::Error for CatalogMismatch {}
 
-/// Checks every registered call site against `catalog`.
+/// Checks every registered crate's manifest against `catalog`.
 pub(crate) fn verify(catalog: &Catalog) -> Result<(), CatalogMismatch> {
-    verify_sites(catalog, &CALL_SITES)
+    verify_manifests(catalog, &COMPILED_MANIFESTS)
 }
 
-fn verify_sites(catalog: &Catalog, sites: &[CallSite]) -> Result<(), CatalogMismatch> {
-    let bad: Vec<String> = sites
-        .iter()
-        .filter(|site| !site.agrees_with(catalog))
-        .map(|site| {
-            let kind = match site.kind {
-                SiteKind::Feature => "feature",
-                SiteKind::Dimension => "dimension",
-            };
-            let names = match site.kind {
-                SiteKind::Feature => catalog.features(),
-                SiteKind::Dimension => catalog.dimensions(),
-            };
-            let actual = names
-                .get(site.index)
-                .map_or_else(|| "nothing".to_owned(), |name| format!("`{name}`"));
-            format!(
-                "{} uses {kind} `{}` as index {} (manifest {}, fingerprint {:016x}) but the \
-                 catalog has {actual} there",
-                site.location, site.name, site.index, site.manifest, site.fingerprint
-            )
-        })
-        .collect();
+/// Every index a crate was compiled with must name the same feature or
+/// dimension in `catalog` (the catalog may have more after them).
+fn verify_manifests(
+    catalog: &Catalog,
+    compiled: &[CompiledManifest],
+) -> Result<(), CatalogMismatch> {
+    let mut bad = Vec::new();
+    for m in compiled {
+        let lists = [
+            ("feature", m.features, catalog.features()),
+            ("dimension", m.dimensions, catalog.dimensions()),
+        ];
+        for (kind, theirs, ours) in lists {
+            for (index, name) in theirs.iter().enumerate() {
+                if ours.get(index) == Some(name) {
+                    continue;
+                }
+                let actual = ours
+                    .get(index)
+                    .map_or_else(|| "nothing".to_owned(), |name| format!("`{name}`"));
+                bad.push(format!(
+                    "the crate of {} was compiled with {kind} `{name}` as index {index} \
+                     (manifest {}, fingerprint {:016x}) but the catalog has {actual} there",
+                    m.location, m.manifest, m.fingerprint
+                ));
+            }
+        }
+    }
     if bad.is_empty() {
         Ok(())
     } else {
         Err(CatalogMismatch {
             catalog_manifest: catalog.manifest_path(),
-            sites: bad,
+            indices: bad,
         })
     }
 }
@@ -161,29 +195,37 @@ mod tests {
     static CATALOG: Catalog = Catalog::__new(1, "Marketplace.toml", &[], &["a", "b"], &["d"]);
 
     #[test]
-    fn agreeing_sites_pass_and_moved_indices_are_named() {
+    fn agreeing_manifests_pass_and_moved_indices_are_named() {
         let good = [
-            CallSite::__new(SiteKind::Feature, "b", 1, 1, "m", "lib.rs:1"),
-            CallSite::__new(SiteKind::Dimension, "d", 0, 1, "m", "lib.rs:2"),
+            CompiledManifest::__new(1, "m", &["a", "b"], &["d"], "lib.rs:1"),
+            // A manifest with fewer names: every index it knows agrees.
+            CompiledManifest::__new(3, "short.toml", &["a"], &[], "lib.rs:2"),
         ];
-        assert_eq!(verify_sites(&CATALOG, &good), Ok(()));
+        assert_eq!(verify_manifests(&CATALOG, &good), Ok(()));
 
-        let bad = [
-            CallSite::__new(SiteKind::Feature, "b", 0, 2, "other.toml", "lib.rs:3"),
-            CallSite::__new(SiteKind::Dimension, "e", 1, 2, "other.toml", "lib.rs:4"),
-        ];
-        let err = verify_sites(&CATALOG, &bad).unwrap_err();
+        let bad = [CompiledManifest::__new(
+            2,
+            "other.toml",
+            &["b"],
+            &["d", "e"],
+            "lib.rs:3",
+        )];
+        let err = verify_manifests(&CATALOG, &bad).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("2 annotated function(s)"), "{msg}");
         assert!(
-            msg.contains("lib.rs:3 uses feature `b` as index 0"),
+            msg.starts_with("annotated functions were compiled"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("the crate of lib.rs:3 was compiled with feature `b` as index 0"),
             "{msg}"
         );
         assert!(msg.contains("the catalog has `a` there"), "{msg}");
         assert!(
-            msg.contains("lib.rs:4 uses dimension `e` as index 1"),
+            msg.contains("with dimension `e` as index 1 (manifest other.toml"),
             "{msg}"
         );
         assert!(msg.contains("the catalog has nothing there"), "{msg}");
+        assert!(!msg.contains("dimension `d`"), "{msg}");
     }
 }

@@ -3,7 +3,7 @@
 
 pub use linkme;
 
-pub use crate::call_site::{CALL_SITES, CallSite, SiteKind};
+pub use crate::call_site::{COMPILED_MANIFESTS, CallSite, CompiledManifest, SiteKind};
 pub use crate::catalog::{
     Catalog, EntitlementSpec, FeatureSet, LicenseSpec, Pricing, Product, RegistrationKey, Tier,
 };

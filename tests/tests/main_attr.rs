@@ -60,7 +60,7 @@ fn a_library_compiled_against_another_manifest_is_refused_at_start_up() {
     );
     // The renamed crate's manifest puts `export` at index 0; ours has `basic` there.
     assert!(
-        stderr.contains("uses feature `export` as index 0")
+        stderr.contains("was compiled with feature `export` as index 0")
             && stderr.contains("the catalog has `basic` there"),
         "{stderr}"
     );

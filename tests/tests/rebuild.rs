@@ -76,3 +76,45 @@ fn manifest_key_and_env_changes_rebuild_the_catalog() {
     let back = run(&dir, None);
     assert_eq!(back, rekeyed);
 }
+
+/// A crate with only `#[entitled]`/`#[metered]` functions (no catalog of its
+/// own, as a seller's library) rebuilds when its manifest changes too: the
+/// gates make the manifest an input of the crate once per crate (from the
+/// first function expanded), and the indices it registers follow the edit.
+const GATES_ONLY: &str = "use marketgate::{entitled, metered, Denied};\n\
+    #[entitled(\"alpha\")]\nfn first() -> Result<(), Denied> { Ok(()) }\n\
+    #[metered(calls)]\nfn second() -> Result<(), Denied> { Ok(()) }\n\
+    #[entitled(\"alpha\")]\nfn third() -> Result<(), Denied> { Ok(()) }\n\
+    fn main() {\n    let _ = (first, second, third);\n    \
+    let m = marketgate::__private::COMPILED_MANIFESTS.iter().map(|m| format!(\"{m:?}\"));\n    \
+    println!(\"{}\", m.collect::<Vec<_>>().join(\"\\n\"));\n}\n";
+
+fn custom(features: &str) -> String {
+    format!(
+        "[[product]]\nname = \"usage\"\ncode = \"usage1234567890abcd\"\ntier = \"paid\"\n\
+         pricing = \"custom\"\ndimensions = [\"calls\"]\nfeatures = [{features}]\n"
+    )
+}
+
+#[test]
+fn a_crate_with_only_gates_rebuilds_and_registers_once() {
+    let dir = seller_crate("rebuild-gates", &[], GATES_ONLY, &custom("\"alpha\""));
+    let first = run(&dir, None);
+    assert_eq!(
+        first.lines().count(),
+        1,
+        "one registration per crate: {first}"
+    );
+    assert!(first.contains("features: [\"alpha\"]"), "{first}");
+
+    write(
+        &dir.join("Marketplace.toml"),
+        &custom("\"aardvark\", \"alpha\""),
+    );
+    let edited = run(&dir, None);
+    assert_eq!(edited.lines().count(), 1, "{edited}");
+    assert!(
+        edited.contains("features: [\"aardvark\", \"alpha\"]"),
+        "the crate was not rebuilt after its manifest changed: {edited}"
+    );
+}

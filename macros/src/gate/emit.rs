@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! fn f(..) -> R {
-//!     <manifest tracking>  <one call-site static per gate>
+//!     <manifest tracking, crate registration: first expansion in the crate only>
+//!     <one call-site static per gate>
 //!     if !feature_granted(i) { return <denial>; }      // every #[entitled] feature
 //!     if !dimension_enabled(j) { return <denial>; }    // every #[metered] dimension
 //!     let q = quantity(..);                             // once admitted
@@ -32,8 +33,16 @@ use crate::{crate_path, function, manifest};
 /// The function `func` gated by `gates`, compiled against `manifest`.
 pub(super) fn emit(gates: &Resolved, manifest: &Manifest, func: &mut ItemFn) -> TokenStream {
     let p = crate_path::private(gates.krate.as_ref());
-    let tracking = manifest::rebuild_tracking(&manifest.files);
-    let mut sites = Sites::new(&p, manifest);
+    // Once per crate: what makes it rebuild when the manifest changes, and
+    // the registration start-up checks the crate's indices with.
+    let once = if manifest::first_in_crate(manifest) {
+        let tracking = manifest::rebuild_tracking(&manifest.files);
+        let registration = registration(&p, manifest);
+        quote!(#tracking #registration)
+    } else {
+        TokenStream::new()
+    };
+    let mut sites = Sites::new(&p);
     let denial = Denial::new(&p, gates, func);
 
     let mut checks = TokenStream::new();
@@ -72,7 +81,7 @@ pub(super) fn emit(gates: &Resolved, manifest: &Manifest, func: &mut ItemFn) -> 
     function::with_body(
         func,
         quote! {
-            #tracking
+            #once
             #sites
             #checks
             #body
@@ -80,22 +89,38 @@ pub(super) fn emit(gates: &Resolved, manifest: &Manifest, func: &mut ItemFn) -> 
     )
 }
 
-/// The call sites, one `static` per gate, registered with the runtime so
-/// that start-up can check every site against the embedded catalog.
+/// The crate's [`CompiledManifest`](marketgate::__private::CompiledManifest):
+/// the manifest's feature and dimension names in index order.
+fn registration(p: &TokenStream, manifest: &Manifest) -> TokenStream {
+    let fingerprint = u64_literal(manifest.fingerprint);
+    let path = manifest.display_path();
+    let features = &manifest.features;
+    let dimensions = &manifest.dimensions;
+    quote! {
+        #[#p::linkme::distributed_slice(#p::COMPILED_MANIFESTS)]
+        #[linkme(crate = #p::linkme)]
+        static MARKETGATE_COMPILED_MANIFEST: #p::CompiledManifest = #p::CompiledManifest::__new(
+            #fingerprint,
+            #path,
+            &[#(#features),*],
+            &[#(#dimensions),*],
+            ::core::concat!(::core::module_path!(), " (", ::core::file!(), ":", ::core::line!(), ")"),
+        );
+    }
+}
+
+/// The call sites, one `static` per gate: what a denial explains itself
+/// with.
 struct Sites<'a> {
     p: &'a TokenStream,
-    fingerprint: TokenStream,
-    manifest_path: String,
     tokens: TokenStream,
     count: usize,
 }
 
 impl<'a> Sites<'a> {
-    fn new(p: &'a TokenStream, manifest: &Manifest) -> Self {
+    fn new(p: &'a TokenStream) -> Self {
         Sites {
             p,
-            fingerprint: u64_literal(manifest.fingerprint),
-            manifest_path: manifest.display_path(),
             tokens: TokenStream::new(),
             count: 0,
         }
@@ -105,20 +130,14 @@ impl<'a> Sites<'a> {
     /// returns the name of its static.
     fn add(&mut self, kind: &TokenStream, name: &Name, index: usize) -> Ident {
         let p = self.p;
-        let fingerprint = &self.fingerprint;
-        let manifest_path = &self.manifest_path;
         let ident = format_ident!("MARKETGATE_SITE_{}", self.count);
         self.count += 1;
         let value = &name.value;
         self.tokens.extend(quote! {
-            #[#p::linkme::distributed_slice(#p::CALL_SITES)]
-            #[linkme(crate = #p::linkme)]
             static #ident: #p::CallSite = #p::CallSite::__new(
                 #kind,
                 #value,
                 #index,
-                #fingerprint,
-                #manifest_path,
                 ::core::concat!(::core::file!(), ":", ::core::line!()),
             );
         });
