@@ -11,7 +11,7 @@
 //! share `args` (attribute arguments), `function` (parsing the annotated
 //! function and re-emitting its body), `manifest` (loading
 //! `Marketplace.toml` through `marketgate-manifest`, which also serves
-//! `marketgate-sim manifest`), `crate_path`, `suggest`, `literal` and
+//! `marketgate-sim check-manifest`), `crate_path`, `suggest`, `literal` and
 //! `errors`.
 
 mod args;

@@ -1,6 +1,6 @@
 //! The seller's `Marketplace.toml` as the macros see it. Finding, parsing
 //! and checking it is `marketgate-manifest`'s job (shared with
-//! `marketgate-sim manifest`); here its problems become compile errors, and
+//! `marketgate-sim check-manifest`); here its problems become compile errors, and
 //! the files it was read from become inputs of the crate being compiled.
 
 use std::collections::BTreeSet;

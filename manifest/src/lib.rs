@@ -3,7 +3,7 @@
 //!
 //! Implementation detail of [`marketgate`](https://docs.rs/marketgate),
 //! shared by its macros (where a broken manifest is a compile error naming
-//! the file, line, product and fix) and by `marketgate-sim manifest`, which
+//! the file, line, product and fix) and by `marketgate-sim check-manifest`, which
 //! checks a manifest and shows the catalog it compiles to. Not a stable API:
 //! depend on `marketgate`.
 //!

@@ -4,13 +4,14 @@
 //! ```text
 //! marketgate-sim [--listen 127.0.0.1:0] [--config FILE] [--allow-non-loopback]
 //! marketgate-sim --example-config
-//! marketgate-sim manifest [PATH]
+//! marketgate-sim check-manifest [PATH]
 //! ```
 //!
 //! The first line of stdout is `listening on http://HOST:PORT`; the server
 //! then runs until SIGINT or SIGTERM. Logs go to stderr (`RUST_LOG=debug`
-//! shows every call). `manifest` checks a seller's `Marketplace.toml` with
-//! the macros' own validation and prints the catalog it compiles to.
+//! shows every call). `check-manifest` (or `manifest`) checks a seller's
+//! `Marketplace.toml` with the macros' own validation and prints the catalog
+//! it compiles to.
 
 mod manifest_report;
 
@@ -24,16 +25,17 @@ use marketgate_simulator::{Config, EXAMPLE_TOML, Error, Simulator};
 const USAGE: &str = "\
 usage: marketgate-sim [--listen ADDR] [--config FILE] [--allow-non-loopback]
        marketgate-sim --example-config
-       marketgate-sim manifest [PATH]
+       marketgate-sim check-manifest [PATH]
 
   --listen ADDR          address to serve on (default 127.0.0.1:0, an ephemeral port)
   --config FILE          TOML config (default: the example config)
   --allow-non-loopback   permit a --listen address other than loopback
   --example-config       print the example config and exit
   --help                 print this help and exit
-  manifest [PATH]        check a Marketplace.toml (default ./Marketplace.toml) and
-                         print the catalog it compiles to: products, tiers, features,
-                         dimensions and which features are paid paths
+  check-manifest [PATH]  check a Marketplace.toml (default ./Marketplace.toml) with
+                         the same rules as the build, and print the catalog it
+                         compiles to: products, tiers, features, dimensions and
+                         which features are paid paths (`manifest` is an alias)
 
 The first line of stdout is `listening on http://HOST:PORT`.
 See simulator/README.md for the config format and the inspection API.";
@@ -56,7 +58,10 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
     let mut config = None;
     let mut allow_non_loopback = false;
     let mut args = args.into_iter().peekable();
-    if args.peek().is_some_and(|a| a == "manifest") {
+    if args
+        .peek()
+        .is_some_and(|a| a == "check-manifest" || a == "manifest")
+    {
         args.next();
         let path = args.next().unwrap_or_else(|| "Marketplace.toml".to_owned());
         if let Some(extra) = args.next() {
@@ -232,6 +237,10 @@ mod tests {
             })
         );
         assert_eq!(parse(&["--example-config"]), Ok(Command::ExampleConfig));
+        assert_eq!(
+            parse(&["check-manifest"]),
+            Ok(Command::Manifest(PathBuf::from("Marketplace.toml")))
+        );
         assert_eq!(
             parse(&["manifest"]),
             Ok(Command::Manifest(PathBuf::from("Marketplace.toml")))

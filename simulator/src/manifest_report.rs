@@ -1,4 +1,4 @@
-//! `marketgate-sim manifest [PATH]`: validate a seller's `Marketplace.toml`
+//! `marketgate-sim check-manifest [PATH]`: validate a seller's `Marketplace.toml`
 //! with the same code the macros use, and show the catalog it compiles to,
 //! so the product list can be reviewed before a build.
 

@@ -176,7 +176,7 @@ fn manifest_check_shows_the_catalog_and_its_paid_paths() {
         "/../examples/custom/Marketplace.toml"
     );
     let out = Command::new(BIN)
-        .args(["manifest", manifest])
+        .args(["check-manifest", manifest])
         .output()
         .expect("marketgate-sim runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -232,7 +232,7 @@ pricing = "custom"
     )
     .expect("write manifest");
     let out = Command::new(BIN)
-        .args(["manifest", path.to_str().expect("utf-8 path")])
+        .args(["check-manifest", path.to_str().expect("utf-8 path")])
         .output()
         .expect("marketgate-sim runs");
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -1,7 +1,7 @@
 //! Call sites compiled against another manifest are refused when a catalog
 //! is installed (a test binary of its own: the foreign call sites linked in
 //! here would poison every other test). And the catalog a build embeds is
-//! the one `marketgate-sim manifest` shows for the same file.
+//! the one `marketgate-sim check-manifest` shows for the same file.
 
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ fn installing_a_catalog_checks_every_linked_call_site() {
     assert!(foreign(1).is_err());
 }
 
-/// `marketgate-sim manifest` reads the manifest with the macros' own code,
+/// `marketgate-sim check-manifest` reads the manifest with the macros' own code,
 /// but decides which features are paid paths itself; the runtime decides it
 /// from the embedded catalog. Both must agree, as must everything else the
 /// check prints.
