@@ -57,6 +57,8 @@
 //! Until start-up has verified entitlement, every check is denied: the
 //! runtime fails closed.
 
+// docs.rs (package.metadata.docs.rs) marks what each feature adds.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 // An optimised build is what gets shipped; `dev` or `testing` in one is a
 // packaging mistake that would let the container's environment redirect AWS
 // calls or grant entitlements. Catch it at compile time.
@@ -93,6 +95,7 @@ mod signature;
 mod start;
 mod status;
 #[cfg(any(test, feature = "testing"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 mod time;
 mod usage;
