@@ -713,6 +713,26 @@ fn dockerfile_builds_a_release_binary_into_a_non_root_image() {
         !base.starts_with("rust"),
         "the image ships without the toolchain: FROM {base}"
     );
+    // Fully static (tests/tests/static_binary.rs builds it the same way and
+    // checks it), on a base with no C library or loader to preload into.
+    assert!(
+        run.contains("--target x86_64-unknown-linux-musl"),
+        "the binary is built for musl: {run}"
+    );
+    assert!(
+        base.starts_with("gcr.io/distroless/static") || base == "scratch",
+        "the base has no C library: FROM {base}"
+    );
+    assert!(
+        runtime
+            .iter()
+            .any(|(k, a)| k == "COPY" && a.contains("/out/app") && a.contains("--from=builder")),
+        "the final stage copies the built binary"
+    );
+    assert!(
+        run.contains("target/x86_64-unknown-linux-musl/release/marketgate-example-$EXAMPLE"),
+        "/out/app is the musl build: {run}"
+    );
     let user = runtime
         .iter()
         .rev()
