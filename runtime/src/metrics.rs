@@ -25,7 +25,7 @@ use std::time::Duration;
 use crate::aws::AwsFailure;
 
 /// Why units were written off (the `reason` label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WriteOff {
     /// AWS refused the product definition (`InvalidProductCodeException`,
     /// `CustomerNotEntitledException`, ...): never billable.
@@ -73,7 +73,7 @@ pub(crate) fn carried(dimension: &str, units: u64) {
 /// Units of `dimension` that will never be billed.
 pub(crate) fn written_off(dimension: &str, units: u64, reason: WriteOff) {
     #[cfg(feature = "metrics")]
-    imp::written_off(dimension, units, reason);
+    imp::written_off(dimension, units, reason.label());
     #[cfg(not(feature = "metrics"))]
     let _ = (dimension, units, reason);
 }
@@ -228,7 +228,6 @@ mod imp {
 
     use ::metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge};
 
-    use super::WriteOff;
     use crate::status::{self, LeaseState, RunState};
 
     /// What the background work counted since the process started (never
@@ -238,7 +237,7 @@ mod imp {
         pub(super) recorded: BTreeMap<String, u64>,
         pub(super) reported: BTreeMap<String, u64>,
         pub(super) carried: BTreeMap<String, u64>,
-        written_off: BTreeMap<(String, WriteOff), u64>,
+        written_off: BTreeMap<(String, &'static str), u64>,
         calls: BTreeMap<(&'static str, &'static str), u64>,
         pub(super) checkpoints: u64,
         pub(super) journal_failures: u64,
@@ -283,7 +282,7 @@ mod imp {
         }
     }
 
-    pub(super) fn written_off(dimension: &str, units: u64, reason: WriteOff) {
+    pub(super) fn written_off(dimension: &str, units: u64, reason: &'static str) {
         let mut t = tally();
         let total = t
             .written_off
@@ -461,7 +460,7 @@ mod imp {
             counter!(
                 "marketgate_metering_written_off_units_total",
                 "dimension" => dimension.clone(),
-                "reason" => reason.label()
+                "reason" => *reason
             )
             .absolute(*units);
         }
