@@ -15,7 +15,7 @@
 //! it was installed are lost.
 //!
 //! Labels have bounded values: `dimension` (the manifest's), `operation`
-//! (five AWS operations), `outcome` ([`outcome`]), `reason`, `state`.
+//! (six AWS operations), `outcome` ([`outcome`]), `reason`, `state`.
 //!
 //! Without the feature every function here is empty and [`Timer`] holds
 //! nothing.
