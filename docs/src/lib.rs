@@ -19,6 +19,9 @@ pub mod custom {}
 #[doc = include_str!("../contract.md")]
 pub mod contract {}
 
+#[doc = include_str!("../operations.md")]
+pub mod operations {}
+
 /// The repository README (its example compiles here too).
 #[doc = include_str!("../../README.md")]
 pub mod readme {}

@@ -10,7 +10,14 @@ use std::path::{Path, PathBuf};
 use marketgate_manifest::{Manifest, Product, pricing_name};
 use marketgate_simulator::{Config, Simulator, Subscription};
 
-const GUIDES: &[&str] = &["README", "hourly", "monthly", "custom", "contract"];
+const GUIDES: &[&str] = &[
+    "README",
+    "hourly",
+    "monthly",
+    "custom",
+    "contract",
+    "operations",
+];
 
 fn docs_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

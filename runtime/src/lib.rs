@@ -89,6 +89,7 @@ mod entitlement;
 pub mod fuzzing;
 mod license;
 mod metering;
+mod metrics;
 mod random;
 mod region;
 mod signature;

@@ -324,6 +324,13 @@ pub(crate) fn degrade(key: &'static str, reason: String) {
     inner().degraded.insert(key, reason);
 }
 
+/// The keys of the reasons the runtime is degraded now (a fixed set of
+/// names in the code: `journal`, `metering`, `license`, ...).
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) fn degraded_keys() -> Vec<&'static str> {
+    inner().degraded.keys().copied().collect()
+}
+
 /// Clears the degraded reason for `key`.
 pub(crate) fn recover(key: &'static str) {
     inner().degraded.remove(key);

@@ -1136,6 +1136,64 @@ fn assert_probes_and_service_reach_8080(c: &serde_yaml_ng::Value, service: &serd
 }
 
 #[test]
+fn helm_chart_lets_prometheus_scrape_metrics_by_annotation_or_service_monitor() {
+    let base = [
+        "productCode=mgsim-usage-custom".to_owned(),
+        format!("serviceAccount.roleArn={ROLE}"),
+    ];
+    let docs = render(&base);
+    let annotations = y(&docs["Deployment"], "spec.template.metadata.annotations");
+    let annotation = |key: &str| annotations[key].as_str().map(str::to_owned);
+    assert_eq!(annotation("prometheus.io/scrape").as_deref(), Some("true"));
+    assert_eq!(
+        annotation("prometheus.io/path").as_deref(),
+        Some("/metrics")
+    );
+    assert_eq!(
+        annotation("prometheus.io/port").as_deref(),
+        Some("8080"),
+        "the port the service listens on"
+    );
+    assert!(
+        !docs.contains_key("ServiceMonitor"),
+        "no ServiceMonitor unless asked for"
+    );
+
+    let mut sets = base.to_vec();
+    sets.push("metrics.podAnnotations=false".to_owned());
+    let docs = render(&sets);
+    assert!(
+        y(&docs["Deployment"], "spec.template.metadata")
+            .get("annotations")
+            .is_none()
+    );
+
+    let mut sets = base.to_vec();
+    sets.push("metrics.serviceMonitor.enabled=true".to_owned());
+    sets.push("metrics.serviceMonitor.labels.release=prometheus".to_owned());
+    let docs = render(&sets);
+    let monitor = &docs["ServiceMonitor"];
+    assert_eq!(
+        y(monitor, "metadata.labels.release").as_str(),
+        Some("prometheus")
+    );
+    let endpoint = y(monitor, "spec.endpoints.0");
+    assert_eq!(endpoint["path"].as_str(), Some("/metrics"));
+    assert_eq!(
+        endpoint["port"],
+        y(&docs["Service"], "spec.ports.0.name").clone(),
+        "the Service's named port"
+    );
+    let selector = y(monitor, "spec.selector.matchLabels")
+        .as_mapping()
+        .expect("matchLabels");
+    let service_labels = y(&docs["Service"], "metadata.labels");
+    for (key, value) in selector {
+        assert_eq!(&service_labels[key], value, "selects the Service");
+    }
+}
+
+#[test]
 fn helm_chart_refuses_to_render_without_product_code_or_role() {
     let chart = chart();
     let chart = chart.to_str().expect("utf-8 path");

@@ -13,6 +13,7 @@
 //! | `POST /export?report=..` | `#[entitled("export")]` | 403 | 200 |
 //! | `GET /items/{id}` | `#[metered(api_calls)]` | 403 | 200, one `api_calls` unit |
 //! | `GET /scan?bytes=..` | `#[metered(gb_scanned, quantity = ..)]` | 403 | 200, one unit per started GiB |
+//! | `GET /metrics` | none | Prometheus text ([`metrics_router`]) | same |
 //!
 //! A denied call answers 403 with a JSON body naming the feature or
 //! dimension and the reason (see [`ApiError`]).
@@ -23,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use marketgate::{DenialReason, Denied, RunState, Subject, entitled, metered};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -37,6 +39,54 @@ pub fn router() -> Router {
         .route("/export", post(export))
         .route("/items/{id}", get(item))
         .route("/scan", get(scan))
+}
+
+/// The name of the histogram of AWS call latencies, which `/metrics`
+/// renders with [`AWS_CALL_BUCKETS`].
+const AWS_CALL_DURATION: &str = "marketgate_aws_call_duration_seconds";
+
+/// Bucket bounds (seconds) of `marketgate_aws_call_duration_seconds`: AWS
+/// answers in tens of milliseconds; a call is cut off at the runtime's call
+/// timeout.
+pub const AWS_CALL_BUCKETS: &[f64] =
+    &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// Installs the Prometheus recorder as the process's `metrics` recorder and
+/// returns the handle `/metrics` renders. Call it once, in `main`: the
+/// runtime publishes its counters as totals since the process started, so
+/// installing after `#[marketgate::main]` has verified loses nothing.
+///
+/// # Errors
+/// When a recorder is already installed.
+pub fn install_metrics() -> Result<PrometheusHandle, BuildError> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(AWS_CALL_DURATION.to_owned()),
+            AWS_CALL_BUCKETS,
+        )?
+        .install_recorder()
+}
+
+/// `GET /metrics`: what `handle` has recorded, in the Prometheus text
+/// format. Unguarded, like `/healthz`: a scraper must reach it under every
+/// listing. docs/operations.md lists the runtime's metrics.
+pub fn metrics_router(handle: PrometheusHandle) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let handle = handle.clone();
+            async move {
+                handle.run_upkeep();
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    handle.render(),
+                )
+            }
+        }),
+    )
 }
 
 /// The catalog compiled from this crate's `Marketplace.toml`.

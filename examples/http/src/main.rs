@@ -4,6 +4,9 @@
 //! flight and `main` returns, and then marketgate reports the usage they
 //! recorded.
 //!
+//! `GET /metrics` serves the runtime's metrics (docs/operations.md) in the
+//! Prometheus text format.
+//!
 //! Environment: `LISTEN_ADDR` (default `0.0.0.0:8080`), plus marketgate's
 //! (`MARKETGATE_PRODUCT_CODE`, `MARKETGATE_STATE_DIR`, ...). The first line
 //! on stdout is `listening on http://HOST:PORT`, the address actually bound.
@@ -26,13 +29,17 @@ async fn main() -> std::io::Result<()> {
     // once and gives `main` MARKETGATE_SIGNAL_GRACE_SECS (default 10) to
     // return before it ends the process itself.
     let shutdown = shutdown_signal()?;
+    // `/metrics`: the runtime's metrics in the Prometheus text format.
+    let metrics = marketgate_example_http::install_metrics().map_err(std::io::Error::other)?;
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let local = listener.local_addr()?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "listening on http://{local}")?;
     stdout.flush()?;
     drop(stdout);
-    axum::serve(listener, marketgate_example_http::router())
+    let app =
+        marketgate_example_http::router().merge(marketgate_example_http::metrics_router(metrics));
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

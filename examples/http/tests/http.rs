@@ -2,12 +2,13 @@
 //! HTTP over loopback, SIGTERM to stop it, and the usage the simulator
 //! accepted afterwards.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use marketgate_simulator::{Config, Simulator};
 use serde_json::Value;
@@ -27,11 +28,17 @@ impl Service {
     /// Starts the binary as task `task` under product `code` and waits for
     /// its `listening on` line.
     fn start(sim: &Simulator, task: &str, code: &str) -> Service {
+        Service::start_with(sim, task, code, &[])
+    }
+
+    /// [`Service::start`] with more environment variables.
+    fn start_with(sim: &Simulator, task: &str, code: &str, env: &[(&str, &str)]) -> Service {
         let state_dir =
             std::env::temp_dir().join(format!("marketgate-http-{task}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&state_dir);
-        let mut child = sim
-            .command(env!("CARGO_BIN_EXE_marketgate-example-http"), task)
+        let mut command = sim.command(env!("CARGO_BIN_EXE_marketgate-example-http"), task);
+        command.envs(env.iter().copied());
+        let mut child = command
             .env("MARKETGATE_PRODUCT_CODE", code)
             .env("MARKETGATE_STATE_DIR", &state_dir)
             .env("LISTEN_ADDR", "127.0.0.1:0")
@@ -81,9 +88,9 @@ impl Service {
         self.stderr.lock().unwrap().clone()
     }
 
-    /// One HTTP/1.1 request on its own connection; the status and the JSON
-    /// body.
-    fn request(&self, method: &str, target: &str) -> (u16, Value) {
+    /// One HTTP/1.1 request on its own connection; the status, the header
+    /// block (lower case) and the body.
+    fn exchange(&self, method: &str, target: &str) -> (u16, String, String) {
         let mut stream = TcpStream::connect_timeout(&self.addr, LIMIT).expect("connect");
         stream.set_read_timeout(Some(LIMIT)).expect("timeout");
         stream.set_write_timeout(Some(LIMIT)).expect("timeout");
@@ -107,17 +114,38 @@ impl Service {
             !head.contains("transfer-encoding"),
             "expected a sized body: {head}"
         );
+        (status, head, body.to_owned())
+    }
+
+    /// One HTTP/1.1 request on its own connection; the status and the JSON
+    /// body.
+    fn request(&self, method: &str, target: &str) -> (u16, Value) {
+        let (status, head, body) = self.exchange(method, target);
         assert!(
             head.contains("content-type: application/json"),
             "{method} {target}: {head}"
         );
-        let body = serde_json::from_str(body)
+        let body = serde_json::from_str(&body)
             .unwrap_or_else(|e| panic!("{method} {target}: {e}: {body:?}"));
         (status, body)
     }
 
     fn get(&self, target: &str) -> (u16, Value) {
         self.request("GET", target)
+    }
+
+    /// `GET /metrics`: every sample, `name{labels}` to value.
+    fn metrics(&self) -> BTreeMap<String, f64> {
+        let (status, head, body) = self.exchange("GET", "/metrics");
+        assert_eq!(status, 200, "{body}");
+        assert!(head.contains("content-type: text/plain"), "{head}");
+        body.lines()
+            .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+            .map(|line| {
+                let (series, value) = line.rsplit_once(' ').expect("`series value`");
+                (series.to_owned(), value.parse().expect("a number"))
+            })
+            .collect()
     }
 
     /// Sends SIGTERM and returns the exit code, failing past [`LIMIT`].
@@ -326,4 +354,110 @@ async fn paid_code_bills_scans_per_started_gib() {
         usage_of(&sim, TASK),
         [("mgsim-usage-custom".to_owned(), "gb_scanned".to_owned(), 5)]
     );
+}
+
+/// Polls `done` every 20 ms until it holds, failing past [`LIMIT`] with
+/// `what` and the service's stderr.
+fn eventually(service: &Service, what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < LIMIT,
+            "timed out waiting for {what}; stderr:\n{}",
+            service.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+// The values compared are whole numbers, rendered and parsed exactly.
+#[allow(clippy::float_cmp)]
+async fn metrics_show_the_units_the_simulator_billed_after_a_simulated_hour() {
+    const TASK: &str = "AKIDHTTPMETRICS";
+    const CALLS: u64 = 4;
+    const REPORTED: &str = "marketgate_metering_reported_units_total{dimension=\"api_calls\"}";
+    // Five minutes into 2026-11-26T10:00:00Z, frozen: only the test moves time, and the
+    // service follows the simulator's clock.
+    let mut config = Config::example();
+    config.clock.start = Some(UNIX_EPOCH + Duration::from_hours(498_802) + Duration::from_mins(5));
+    config.clock.frozen = true;
+    let sim = Simulator::start(config).await.expect("simulator");
+    let service = tokio::task::block_in_place(|| {
+        Service::start_with(
+            &sim,
+            TASK,
+            "mgsim-usage-custom",
+            &[
+                ("MARKETGATE_DEV_CLOCK", "simulator"),
+                ("MARKETGATE_CHECKPOINT_INTERVAL_MS", "50"),
+            ],
+        )
+    });
+    tokio::task::block_in_place(|| {
+        for id in 1..=CALLS {
+            let (status, body) = service.get(&format!("/items/{id}"));
+            assert_eq!(status, 200, "{body}");
+        }
+        // The recorder is installed in `main`'s body, after start-up: the
+        // runtime's next publication fills it in.
+        eventually(&service, "the runtime's state published", || {
+            service
+                .metrics()
+                .get("marketgate_runtime_state{state=\"running\"}")
+                == Some(&1.0)
+        });
+        let metrics = service.metrics();
+        assert!(
+            metrics.contains_key("marketgate_startup_verification_duration_seconds"),
+            "published although measured before the recorder existed: {metrics:#?}"
+        );
+        assert_eq!(metrics.get(REPORTED), None, "nothing reported yet");
+        // The open hour's units are checkpointed before the hour ends.
+        eventually(&service, "the calls checkpointed", || {
+            service
+                .metrics()
+                .get("marketgate_metering_recorded_units_total{dimension=\"api_calls\"}")
+                == Some(&4.0)
+        });
+        sim.clock().advance(Duration::from_hours(1));
+        eventually(&service, "the hour billed", || {
+            usage_of(&sim, TASK)
+                .iter()
+                .any(|(_, d, _)| d == "api_calls")
+        });
+        let billed = usage_of(&sim, TASK);
+        assert_eq!(
+            billed,
+            [(
+                "mgsim-usage-custom".to_owned(),
+                "api_calls".to_owned(),
+                CALLS
+            )]
+        );
+        let mut metrics = service.metrics();
+        eventually(&service, "the report published", || {
+            metrics = service.metrics();
+            metrics.contains_key(REPORTED)
+        });
+        #[allow(clippy::cast_precision_loss)] // a handful of units
+        let billed = billed[0].2 as f64;
+        assert_eq!(metrics[REPORTED], billed, "{metrics:#?}");
+        assert_eq!(
+            metrics["marketgate_metering_oldest_unreported_age_seconds"], 0.0,
+            "{metrics:#?}"
+        );
+        assert!(
+            metrics["marketgate_aws_calls_total{operation=\"MeterUsage\",outcome=\"ok\"}"] >= 3.0,
+            "the dry runs and the record: {metrics:#?}"
+        );
+        assert!(
+            metrics.contains_key(
+                "marketgate_aws_call_duration_seconds_bucket{operation=\"MeterUsage\",outcome=\"ok\",le=\"+Inf\"}"
+            ),
+            "latency as a Prometheus histogram: {metrics:#?}"
+        );
+        assert_eq!(metrics["marketgate_journal_writable"], 1.0);
+        assert_eq!(service.terminate(), Some(0));
+    });
 }

@@ -14,6 +14,7 @@ use crate::aws::retry::{Backoff, Exhausted};
 use crate::aws::{Clients, classify};
 use crate::catalog::{Catalog, FeatureSet, Product};
 use crate::entitlement;
+use crate::metrics;
 use crate::status::{self, LeaseState};
 use crate::time::{Clock, epoch_secs};
 
@@ -109,7 +110,9 @@ impl Driver {
                     return Turn::Done;
                 };
                 let sent = self.sent();
+                let timer = metrics::Timer::start();
                 let answer = checkout(&self.clients, spec, &client_token).await;
+                timer.finish("CheckoutLicense", answer.as_ref().map(|_| ()));
                 status::record_call("CheckoutLicense", answer.as_ref().map(|_| ()));
                 match &answer {
                     Ok(grant) => tracing::info!(
@@ -132,6 +135,7 @@ impl Driver {
 
     async fn extend(&self, token: &str) {
         let sent = self.sent();
+        let timer = metrics::Timer::start();
         let answer = self
             .guarded(
                 self.clients
@@ -146,6 +150,7 @@ impl Driver {
                 expiration_text: output.expiration().unwrap_or_default().to_owned(),
             })
             .map_err(|e| classify("ExtendLicenseConsumption", &e));
+        timer.finish("ExtendLicenseConsumption", answer.as_ref().map(|_| ()));
         status::record_call("ExtendLicenseConsumption", answer.as_ref().map(|_| ()));
         match &answer {
             Ok(_) => tracing::debug!(target: "marketgate", "license consumption extended"),
@@ -159,10 +164,12 @@ impl Driver {
     }
 
     async fn recheck(&self, arn: &str) {
+        let timer = metrics::Timer::start();
         let answer = self
             .guarded(self.clients.licenses.get_license().license_arn(arn).send())
             .await
             .map_err(|e| classify("GetLicense", &e));
+        timer.finish("GetLicense", answer.as_ref().map(|_| ()));
         status::record_call("GetLicense", answer.as_ref().map(|_| ()));
         let found = match answer {
             // A license without a status says nothing: like a failed re-check.
@@ -345,6 +352,7 @@ impl Drop for RevokeOnPanic {
 }
 
 async fn check_in_once(clients: &Clients, token: &str) -> Result<(), crate::aws::AwsFailure> {
+    let timer = metrics::Timer::start();
     let answer = clients
         .licenses
         .check_in_license()
@@ -353,6 +361,7 @@ async fn check_in_once(clients: &Clients, token: &str) -> Result<(), crate::aws:
         .await
         .map(|_| ())
         .map_err(|e| classify("CheckInLicense", &e));
+    timer.finish("CheckInLicense", answer.as_ref().copied());
     status::record_call("CheckInLicense", answer.as_ref().copied());
     answer
 }
@@ -378,7 +387,12 @@ pub(crate) async fn check_in(
             let Some(spec) = product.license() else {
                 return;
             };
-            match tokio::time::timeout(budget, checkout(clients, spec, &client_token)).await {
+            let timer = metrics::Timer::start();
+            let answer = tokio::time::timeout(budget, checkout(clients, spec, &client_token)).await;
+            if let Ok(answer) = &answer {
+                timer.finish("CheckoutLicense", answer.as_ref().map(|_| ()));
+            }
+            match answer {
                 Ok(Ok(grant)) => (grant.token, grant.license_arn),
                 _ => return,
             }

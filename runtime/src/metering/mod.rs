@@ -64,6 +64,7 @@ use crate::aws::{AwsFailure, Clients};
 use crate::catalog::{Catalog, MAX_DIMENSIONS, Product};
 use crate::counters;
 use crate::entitlement;
+use crate::metrics;
 use crate::random::random_hex;
 use crate::status;
 use crate::time::{Clock, HOUR, epoch_secs, hour_label, hour_of};
@@ -268,6 +269,7 @@ impl Pipeline {
         for (index, name) in &self.dims {
             let delta = totals[*index].wrapping_sub(self.baseline[*index]);
             if delta > 0 {
+                metrics::recorded(name, delta);
                 events.push(Event::Add {
                     dimension: (*name).to_owned(),
                     hour,
@@ -281,6 +283,7 @@ impl Pipeline {
         tagged.sort();
         for ((index, tags), q) in tagged {
             if let Some((_, name)) = self.dims.iter().find(|(i, _)| *i == index) {
+                metrics::recorded(name, q);
                 events.push(Event::Add {
                     dimension: (*name).to_owned(),
                     hour,
@@ -292,6 +295,7 @@ impl Pipeline {
         self.baseline = totals;
         self.commit(&events);
         self.checkpoints += 1;
+        metrics::checkpoint();
     }
 
     /// See [`Ledger::free_hour`].
@@ -410,6 +414,7 @@ impl Pipeline {
             "usage carried to another hour"
         );
         self.carried_units += units;
+        metrics::carried(d, units);
         let events: Vec<Event> = parts
             .iter()
             .map(|(t, q)| Event::Carry {

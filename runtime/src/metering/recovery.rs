@@ -133,6 +133,7 @@ impl Pipeline {
                 }
             }
         }
+        crate::metrics::journal_failure();
         if self.journal_error.as_deref() != Some(message.as_str()) {
             tracing::error!(target: "marketgate", "{message}");
         }

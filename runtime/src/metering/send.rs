@@ -11,6 +11,7 @@ use super::journal::Event;
 use super::ledger::{Record, RecordState, WINDOW, WINDOW_MARGIN};
 use super::{Pipeline, SendStop};
 use crate::aws::{AwsFailure, Clients, Delivery, classify};
+use crate::metrics::{self, WriteOff};
 use crate::status;
 use crate::time::{at_hour, epoch_secs, hour_label, hour_of};
 use crate::usage::Tags;
@@ -70,11 +71,13 @@ pub(super) async fn send_pending(pipeline: &Mutex<Pipeline>) -> Result<(), SendS
             };
             (p.request(&key, &record), key, record)
         };
+        let timer = metrics::Timer::start();
         let result = request
             .send()
             .await
             .map(|out| out.metering_record_id().unwrap_or_default().to_owned())
             .map_err(|e| classify("MeterUsage", &e));
+        timer.finish("MeterUsage", result.as_ref().map(|_| ()));
         done.insert(key.clone());
         pipeline.lock().await.answer(key, &record, result)?;
     }
@@ -194,6 +197,7 @@ impl Pipeline {
             Ok(id) => {
                 status::record_call("MeterUsage", Ok(()));
                 *self.sent_units.entry(d.clone()).or_default() += u64::from(record.quantity);
+                metrics::reported(&d, u64::from(record.quantity));
                 tracing::info!(
                     target: "marketgate",
                     dimension = %d,
@@ -251,6 +255,7 @@ impl Pipeline {
                     hour_label(h)
                 );
                 tracing::error!(target: "marketgate", "{message}");
+                metrics::written_off(&d, u64::from(record.quantity), WriteOff::ProductDefinition);
                 self.commit(&[Event::Unbillable {
                     dimension: d,
                     hour: h,
@@ -281,6 +286,7 @@ impl Pipeline {
             "AWS will not take this hour; usage carried to a later hour"
         );
         self.carried_units += u64::from(record.quantity);
+        metrics::carried(d, u64::from(record.quantity));
         self.commit(&[Event::Rejected {
             dimension: d.to_owned(),
             hour: h,
@@ -299,6 +305,7 @@ impl Pipeline {
             hour_label(h)
         );
         tracing::error!(target: "marketgate", "{message}");
+        metrics::written_off(d, u64::from(record.quantity), WriteOff::Unconfirmed);
         self.commit(&[Event::Unbillable {
             dimension: d.to_owned(),
             hour: h,

@@ -300,10 +300,14 @@ async fn run(
     #[cfg(feature = "dev")]
     let options = follow_simulator_clock(options).await;
     let lease_clock = options.lease_clock();
-    let (clients, verified) = match verify_product(catalog, product, &options, &lease_clock).await {
+    let verifying = std::time::Instant::now();
+    let verification = verify_product(catalog, product, &options, &lease_clock).await;
+    crate::metrics::startup_verified(verifying.elapsed());
+    let (clients, verified) = match verification {
         Ok(v) => v,
         Err(e) => {
             status::set_refusal(e.to_string());
+            crate::metrics::publish();
             STARTED.store(false, Ordering::Release);
             reply.send(Err(e));
             return;
@@ -361,6 +365,10 @@ async fn run(
         ));
         (pipeline, ticker)
     });
+    // Published from this thread, every checkpoint interval: never from
+    // the checks or the usage counters.
+    #[cfg(feature = "metrics")]
+    tokio::spawn(crate::metrics::run(options.checkpoint_every));
     reply.send(Ok(()));
     let work = ShutdownWork {
         catalog,
@@ -397,6 +405,7 @@ async fn follow_simulator_clock(mut options: Options) -> Options {
 fn stopped(command: Option<Command>) {
     entitlement::revoke_all();
     status::set_state(RunState::Stopped);
+    crate::metrics::publish();
     STARTED.store(false, Ordering::Release);
     if let Some(Command::Shutdown(done)) = command {
         let _ = done.send(());

@@ -12,6 +12,7 @@ use crate::aws::retry::{Backoff, Exhausted};
 use crate::aws::{AwsFailure, Clients, classify};
 use crate::catalog::{Catalog, FeatureSet, Pricing, Product, RegistrationKey};
 use crate::license::{self, Grant, Monotonic, Sent, features_for};
+use crate::metrics;
 use crate::random::random_hex;
 use crate::region::DiscoveredRegion;
 use crate::signature;
@@ -54,7 +55,10 @@ impl Context<'_> {
         let op = move || {
             let attempt = op();
             async move {
-                attempt.await.map_err(|mut failure| {
+                let timer = metrics::Timer::start();
+                let result = attempt.await;
+                timer.finish(operation, result.as_ref().map(|_| ()));
+                result.map_err(|mut failure| {
                     if failure.is_untrusted_certificate() {
                         failure.retry = crate::aws::Retry::Permanent;
                     }
