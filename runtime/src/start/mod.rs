@@ -369,6 +369,8 @@ async fn run(
     // the checks or the usage counters.
     #[cfg(feature = "metrics")]
     tokio::spawn(crate::metrics::run(options.checkpoint_every));
+    // Before main's body runs: a signal from then on is the runtime's.
+    let signals = shutdown::Signals::install(options.handle_signals);
     reply.send(Ok(()));
     let work = ShutdownWork {
         catalog,
@@ -381,7 +383,7 @@ async fn run(
         checked_in: false,
         flushed: false,
     };
-    stopped(shutdown::serve(work, commands, options.handle_signals, options.signal_grace).await);
+    stopped(shutdown::serve(work, commands, signals, options.signal_grace).await);
 }
 
 /// `dev` builds: with `MARKETGATE_DEV_CLOCK=simulator`, hours follow the

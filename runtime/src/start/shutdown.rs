@@ -26,7 +26,7 @@ pub(super) enum Command {
 pub(super) async fn serve(
     mut work: ShutdownWork,
     mut commands: mpsc::UnboundedReceiver<Command>,
-    handle_signals: bool,
+    mut signals: Signals,
     grace: Duration,
 ) -> Option<Command> {
     tokio::select! {
@@ -34,7 +34,7 @@ pub(super) async fn serve(
             work.run().await;
             command
         }
-        signo = wait_for_signal(handle_signals) => {
+        signo = signals.recv() => {
             tracing::info!(target: "marketgate", signal = signo, "signal received: reporting usage");
             // At once: every unit recorded so far reported, without waiting
             // for main or the grace, which the deployment controls. Units the
@@ -133,31 +133,66 @@ impl ShutdownWork {
     }
 }
 
-/// Resolves with the signal number on SIGTERM or SIGINT; never if disabled.
-async fn wait_for_signal(enabled: bool) -> i32 {
-    if !enabled {
-        return std::future::pending().await;
-    }
+/// SIGTERM and SIGINT handlers, installed when this is made.
+///
+/// Made before start-up lets `main`'s body run: a signal that arrives as
+/// soon as the program says it is ready must already reach the runtime
+/// (installed later, on the runtime's thread, a signal in between killed the
+/// process without a check-in or a report).
+pub(super) struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => tokio::select! {
+    handlers: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+    #[cfg(not(unix))]
+    enabled: bool,
+}
+
+impl Signals {
+    /// Installs the handlers (none if `enabled` is false). Inside a tokio
+    /// runtime.
+    pub(super) fn install(enabled: bool) -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let handlers = enabled
+                .then(|| {
+                    match (
+                        signal(SignalKind::terminate()),
+                        signal(SignalKind::interrupt()),
+                    ) {
+                        (Ok(term), Ok(int)) => Some((term, int)),
+                        _ => {
+                            tracing::warn!(target: "marketgate", "cannot install signal handlers");
+                            None
+                        }
+                    }
+                })
+                .flatten();
+            Signals { handlers }
+        }
+        #[cfg(not(unix))]
+        Signals { enabled }
+    }
+
+    /// Resolves with the signal number on SIGTERM or SIGINT; never if not
+    /// installed.
+    async fn recv(&mut self) -> i32 {
+        #[cfg(unix)]
+        {
+            let Some((term, int)) = &mut self.handlers else {
+                return std::future::pending().await;
+            };
+            tokio::select! {
                 _ = term.recv() => 15,
                 _ = int.recv() => 2,
-            },
-            _ => {
-                tracing::warn!(target: "marketgate", "cannot install signal handlers");
-                std::future::pending().await
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        2
+        #[cfg(not(unix))]
+        {
+            if !self.enabled {
+                return std::future::pending().await;
+            }
+            let _ = tokio::signal::ctrl_c().await;
+            2
+        }
     }
 }
