@@ -14,6 +14,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -56,7 +57,7 @@ fn run_inner(inner: &str, addresses: &[&str], envs: &[(&str, &str)]) {
     std::fs::write(scratch.join("token"), TOKEN).expect("token file");
     let mut setup = "ip link set lo up".to_owned();
     for address in addresses {
-        setup.push_str(&format!(" && ip addr add {address} dev lo"));
+        let _ = write!(setup, " && ip addr add {address} dev lo");
     }
     setup.push_str(" && exec \"$@\"");
     let mut command = Command::new("unshare");
@@ -208,7 +209,7 @@ impl Fake {
                         body.len()
                     );
                     for (name, value) in headers {
-                        head.push_str(&format!("{name}: {value}\r\n"));
+                        let _ = write!(head, "{name}: {value}\r\n");
                     }
                     head.push_str("\r\n");
                     let _ = stream.write_all(head.as_bytes()).await;

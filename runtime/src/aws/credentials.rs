@@ -273,13 +273,10 @@ pub(crate) async fn resolve(
     is_static: bool,
     limit: Duration,
 ) -> Resolved {
-    let result = match tokio::time::timeout(limit, provider.provide_credentials()).await {
-        Ok(result) => result,
-        Err(_) => {
-            return Resolved::Failed(format!(
-                "the AWS credentials chain did not answer within {limit:?}"
-            ));
-        }
+    let Ok(result) = tokio::time::timeout(limit, provider.provide_credentials()).await else {
+        return Resolved::Failed(format!(
+            "the AWS credentials chain did not answer within {limit:?}"
+        ));
     };
     match result {
         Ok(_) if is_static => Resolved::From(CredentialSource::DevStatic),
@@ -335,7 +332,6 @@ fn chain_of(e: &(dyn StdError + 'static)) -> String {
 /// profile) only when the calls go to AWS (the simulator accepts any).
 pub(crate) fn warning(source: CredentialSource, pricing: Pricing, to_aws: bool) -> Option<String> {
     match source.verdict(pricing) {
-        Verdict::Accepted => None,
         Verdict::Refused => Some(format!(
             "the AWS credentials come from {source}, which AWS Marketplace Metering does not \
              accept: RegisterUsage and MeterUsage must be signed with the ECS task role or, on \
@@ -348,7 +344,7 @@ pub(crate) fn warning(source: CredentialSource, pricing: Pricing, to_aws: bool) 
              node role are refused). If start-up is refused, {}",
             source.fix()
         )),
-        Verdict::Unverified => None,
+        Verdict::Accepted | Verdict::Unverified => None,
     }
 }
 

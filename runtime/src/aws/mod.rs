@@ -112,6 +112,11 @@ fn config_file_endpoint() -> Option<String> {
 /// Builds both clients for `region`, signing with `credentials`
 /// ([`credentials::provider`]): AWS's endpoints for it by the compiled-in
 /// rule, or the development endpoint (`dev` builds).
+#[allow(
+    clippy::unused_async,
+    reason = "async since it built the default chain; kept so that the public \
+              `testing::simulation::Process::start`, which only awaits this, stays async"
+)]
 pub(crate) async fn clients(
     region: &str,
     endpoint: &Endpoint,
