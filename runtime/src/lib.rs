@@ -105,6 +105,7 @@ mod usage;
 #[path = "private.rs"]
 pub mod __private;
 
+pub use aws::credentials::CredentialSource;
 pub use aws::failure::AwsFailure;
 pub use aws::transport::endpoints::EndpointError;
 pub use call_site::CatalogMismatch;
@@ -123,8 +124,8 @@ pub use start::{
     start_with,
 };
 pub use status::{
-    CallStatus, LeaseState, LicenseStatus, MeteringStatus, PendingRecord, ProductStatus,
-    RegionStatus, RunState, Status, UnbillableRecord, status,
+    CallStatus, CredentialsStatus, LeaseState, LicenseStatus, MeteringStatus, PendingRecord,
+    ProductStatus, RegionStatus, RunState, Status, UnbillableRecord, status,
 };
 pub use usage::record_tagged_usage;
 

@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::aws::AwsFailure;
+use crate::aws::credentials::CredentialSource;
 use crate::catalog::{Pricing, Tier};
 use crate::entitlement;
 use crate::region::RegionSource;
@@ -59,6 +60,26 @@ pub struct RegionStatus {
     pub name: String,
     /// Where it was found.
     pub source: RegionSource,
+}
+
+/// The credentials AWS calls are signed with (docs/aws-rules.md,
+/// "Credentials").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CredentialsStatus {
+    /// Which source the AWS SDK's default chain took them from (or
+    /// [`CredentialSource::DevStatic`], or [`CredentialSource::Unknown`]
+    /// when start-up could not resolve them).
+    pub source: CredentialSource,
+    /// Whether AWS Marketplace accepts that source for this product:
+    /// `Some(true)` for the ECS task role and IRSA (any source for contract
+    /// products, whose License Manager calls take any IAM principal),
+    /// `Some(false)` for those it is documented to refuse (EKS Pod Identity,
+    /// the node role), `None` when it depends on the credentials themselves.
+    pub marketplace_accepts: Option<bool>,
+    /// The start-up warning about the source, with the fix, if there was one.
+    pub warning: Option<String>,
+    /// Why start-up could not resolve the credentials, if it could not.
+    pub error: Option<String>,
 }
 
 /// Where a contract product's license lease stands (docs/contract.md, "The
@@ -208,6 +229,8 @@ pub struct Status {
     pub product: Option<ProductStatus>,
     /// The Region AWS calls go to.
     pub region: Option<RegionStatus>,
+    /// Where the credentials AWS calls are signed with came from.
+    pub credentials: Option<CredentialsStatus>,
     /// Features granted now.
     pub features: Vec<&'static str>,
     /// Dimensions that may be metered now.
@@ -236,6 +259,7 @@ struct Inner {
     state: RunState,
     product: Option<ProductStatus>,
     region: Option<RegionStatus>,
+    credentials: Option<CredentialsStatus>,
     license: Option<LicenseStatus>,
     metering: Option<MeteringStatus>,
     aws: BTreeMap<&'static str, CallStatus>,
@@ -247,6 +271,7 @@ static INNER: Mutex<Inner> = Mutex::new(Inner {
     state: RunState::NotStarted,
     product: None,
     region: None,
+    credentials: None,
     license: None,
     metering: None,
     aws: BTreeMap::new(),
@@ -282,6 +307,10 @@ pub(crate) fn set_region(region: RegionStatus) {
     inner().region = Some(region);
 }
 
+pub(crate) fn set_credentials(credentials: CredentialsStatus) {
+    inner().credentials = Some(credentials);
+}
+
 pub(crate) fn set_metering(metering: MeteringStatus) {
     inner().metering = Some(metering);
 }
@@ -294,6 +323,7 @@ pub(crate) fn reset() {
     i.degraded.clear();
     i.refusal = None;
     i.region = None;
+    i.credentials = None;
     i.aws.clear();
 }
 
@@ -372,6 +402,7 @@ pub fn status() -> Status {
         state: i.state,
         product: i.product.clone(),
         region: i.region.clone(),
+        credentials: i.credentials.clone(),
         features,
         dimensions,
         recorded,

@@ -61,6 +61,13 @@ async fn hourly_verifies_the_signature_and_grants_paid_features() {
     assert_eq!(s.product.as_ref().map(|p| p.name), Some("pro"));
     assert_eq!(s.features, ["basic", "export", "sso"]);
     assert!(s.aws["RegisterUsage"].ok);
+    // Options::credentials: the static pair, not the default chain.
+    assert_eq!(
+        s.credentials
+            .as_ref()
+            .map(|c| (c.source, c.marketplace_accepts)),
+        Some((marketgate::CredentialSource::DevStatic, Some(true)))
+    );
     let register = calls(&sim, "RegisterUsage");
     assert_eq!(register.len(), 1);
     assert_eq!(register[0].outcome, Outcome::Success);

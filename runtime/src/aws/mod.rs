@@ -10,6 +10,7 @@
 //! point these two services at a fake AWS. Only a build with the `dev`
 //! cargo feature honours `MARKETGATE_ENDPOINT`, for the simulator.
 
+pub(crate) mod credentials;
 pub(crate) mod failure;
 pub(crate) mod retry;
 pub(crate) mod transport;
@@ -17,7 +18,6 @@ pub(crate) mod transport;
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
-use aws_config::default_provider::credentials::DefaultCredentialsChain;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
@@ -109,12 +109,18 @@ fn config_file_endpoint() -> Option<String> {
         .then(|| path.display().to_string())
 }
 
-/// Builds both clients for `region`: AWS's endpoints for it by the
-/// compiled-in rule, or the development endpoint (`dev` builds).
+/// Builds both clients for `region`, signing with `credentials`
+/// ([`credentials::provider`]): AWS's endpoints for it by the compiled-in
+/// rule, or the development endpoint (`dev` builds).
+#[allow(
+    clippy::unused_async,
+    reason = "async since it built the default chain; kept so that the public \
+              `testing::simulation::Process::start`, which only awaits this, stays async"
+)]
 pub(crate) async fn clients(
     region: &str,
     endpoint: &Endpoint,
-    static_credentials: Option<(String, String)>,
+    credentials: SharedCredentialsProvider,
     call_timeout: Duration,
 ) -> Result<Clients, EndpointError> {
     // Checked in every build: the Region also goes into the signing scope.
@@ -138,17 +144,6 @@ pub(crate) async fn clients(
         "AWS endpoints"
     );
     let region = Region::new(region.to_owned());
-    let credentials = match static_credentials {
-        Some((key, secret)) => SharedCredentialsProvider::new(
-            aws_credential_types::Credentials::new(key, secret, None, None, "marketgate-dev"),
-        ),
-        None => SharedCredentialsProvider::new(
-            DefaultCredentialsChain::builder()
-                .region(region.clone())
-                .build()
-                .await,
-        ),
-    };
     let timeouts = TimeoutConfig::builder()
         .operation_attempt_timeout(call_timeout)
         .connect_timeout(call_timeout.min(Duration::from_secs(5)))

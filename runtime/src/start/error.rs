@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::options::{PRODUCT_CODE_ENV, STARTUP_TIMEOUT_ENV};
 use crate::aws::AwsFailure;
+use crate::aws::credentials::CredentialSource;
 use crate::aws::transport::endpoints::EndpointError;
 use crate::entitlement::InstallError;
 use crate::region::{RegionError, RegionSource};
@@ -66,6 +67,34 @@ pub enum StartError {
          AWSLicenseManagerConsumptionPolicy)"
     )]
     Credentials(AwsFailure),
+    /// The AWS SDK's default credentials chain found no credentials (or a
+    /// link of it is misconfigured), before any AWS call.
+    #[error(
+        "no AWS credentials: the AWS SDK's default chain tried {tried}. Give the ECS task a task \
+         role (taskRoleArn), or the EKS pod an IAM role through IRSA (annotate its Kubernetes \
+         ServiceAccount with eks.amazonaws.com/role-arn), with the AWS Marketplace policy for \
+         its pricing model (AWSMarketplaceMeteringRegisterUsage, \
+         AWSMarketplaceMeteringFullAccess or AWSLicenseManagerConsumptionPolicy)"
+    )]
+    NoCredentials {
+        /// Each link of the chain and what it said.
+        tried: String,
+    },
+    /// AWS refused the start-up call and the credentials come from a source
+    /// AWS Marketplace Metering does not accept (EKS Pod Identity, the node
+    /// role): that is the likely reason, and AWS's answer does not say so.
+    #[error(
+        "AWS refused start-up verification ({failure}); the AWS credentials come from \
+         {credentials}, which AWS Marketplace Metering does not accept (only the ECS task role \
+         or, on EKS, IRSA). To fix it, {}",
+        .credentials.fix()
+    )]
+    RefusedCredentials {
+        /// Where the credentials came from.
+        credentials: CredentialSource,
+        /// AWS's answer.
+        failure: AwsFailure,
+    },
     /// AWS says this is not ECS, EKS or Fargate.
     #[error(
         "not running on Amazon ECS, Amazon EKS or AWS Fargate with task-role or IRSA \

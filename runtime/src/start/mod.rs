@@ -255,18 +255,15 @@ async fn verify_product(
         name: region.region.clone(),
         source: region.source,
     });
-    tracing::info!(
-        target: "marketgate",
-        region = %region.region,
-        source = %region.source,
-        product = product.name(),
-        pricing = %product.pricing(),
-        "verifying AWS Marketplace entitlement"
-    );
+    let provider = aws::credentials::provider(
+        &aws_types::region::Region::new(region.region.clone()),
+        options.dev_credentials.clone(),
+    )
+    .await;
     let clients = aws::clients(
         &region.region,
         &options.endpoint,
-        options.dev_credentials.clone(),
+        provider.clone(),
         options.call_timeout,
     )
     .await
@@ -274,6 +271,22 @@ async fn verify_product(
         error,
         region_source: region.source,
     })?;
+    let credentials = identify_credentials(
+        &provider,
+        options.dev_credentials.is_some(),
+        product,
+        options,
+    )
+    .await?;
+    tracing::info!(
+        target: "marketgate",
+        region = %region.region,
+        source = %region.source,
+        %credentials,
+        product = product.name(),
+        pricing = %product.pricing(),
+        "verifying AWS Marketplace entitlement"
+    );
     let cx = verify::Context {
         catalog,
         product,
@@ -283,9 +296,68 @@ async fn verify_product(
         clock: &options.clock,
         lease_clock,
         seat_wait: options.seat_wait,
+        credentials,
     };
     let verified = verify::verify(&cx).await?;
     Ok((clients, verified))
+}
+
+/// Resolves the credentials once, before the first AWS call: their source
+/// goes into the log and `status()`, with a warning and the fix when AWS
+/// Marketplace refuses (or may refuse) it. No credentials at all refuses
+/// start-up; a provider failing in a way that may pass (an endpoint not
+/// answering yet) leaves it to the calls' retries.
+async fn identify_credentials(
+    provider: &aws_credential_types::provider::SharedCredentialsProvider,
+    is_static: bool,
+    product: &'static Product,
+    options: &Options,
+) -> Result<aws::credentials::CredentialSource, StartError> {
+    use aws::credentials::{CredentialSource, Resolved, Verdict};
+    let limit = options.call_timeout.max(Duration::from_secs(10));
+    let source = match aws::credentials::resolve(provider, is_static, limit).await {
+        Resolved::From(source) => source,
+        Resolved::Nothing(tried) => {
+            status::set_credentials(status::CredentialsStatus {
+                source: CredentialSource::Unknown,
+                marketplace_accepts: None,
+                warning: None,
+                error: Some(tried.clone()),
+            });
+            return Err(StartError::NoCredentials { tried });
+        }
+        Resolved::Failed(error) => {
+            tracing::warn!(
+                target: "marketgate",
+                %error,
+                "cannot resolve AWS credentials yet; start-up verification will retry"
+            );
+            status::set_credentials(status::CredentialsStatus {
+                source: CredentialSource::Unknown,
+                marketplace_accepts: None,
+                warning: None,
+                error: Some(error),
+            });
+            return Ok(CredentialSource::Unknown);
+        }
+    };
+    let pricing = product.pricing();
+    let warning =
+        aws::credentials::warning(source, pricing, options.endpoint == aws::Endpoint::Aws);
+    if let Some(warning) = &warning {
+        tracing::warn!(target: "marketgate", credentials = %source, "{warning}");
+    }
+    status::set_credentials(status::CredentialsStatus {
+        source,
+        marketplace_accepts: match source.verdict(pricing) {
+            Verdict::Accepted => Some(true),
+            Verdict::Refused => Some(false),
+            Verdict::Unverified => None,
+        },
+        warning,
+        error: None,
+    });
+    Ok(source)
 }
 
 /// The background thread: verify, then serve until shutdown.

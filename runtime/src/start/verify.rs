@@ -8,6 +8,7 @@ use aws_smithy_types::DateTime;
 
 use super::error::StartError;
 use super::options::SEAT_WAIT_ENV;
+use crate::aws::credentials::{CredentialSource, Verdict};
 use crate::aws::retry::{Backoff, Exhausted};
 use crate::aws::{AwsFailure, Clients, classify};
 use crate::catalog::{Catalog, FeatureSet, Pricing, Product, RegistrationKey};
@@ -40,6 +41,8 @@ pub(crate) struct Context<'a> {
     pub(crate) lease_clock: &'a Monotonic,
     /// How long a contract checkout waits for a seat to be freed.
     pub(crate) seat_wait: Duration,
+    /// Where the credentials came from (resolved before the first call).
+    pub(crate) credentials: CredentialSource,
 }
 
 impl Context<'_> {
@@ -104,6 +107,29 @@ impl Context<'_> {
         }
         if failure.is_untrusted_certificate() {
             return StartError::UntrustedPeer(failure);
+        }
+        // With credentials Metering refuses, any answer that is not about
+        // the product, the subscription or the Region is most likely about
+        // them (AWS does not say so): name the source and the fix.
+        let about_the_product = matches!(
+            failure.code.as_deref(),
+            Some(
+                "InvalidRegionException"
+                    | "InvalidEndpointRegionException"
+                    | "CustomerNotEntitledException"
+                    | "InvalidProductCodeException"
+                    | "InvalidPublicKeyVersionException"
+                    | "InvalidUsageDimensionException"
+                    | "NoEntitlementsAllowedException"
+            )
+        );
+        if !about_the_product
+            && self.credentials.verdict(self.product.pricing()) == Verdict::Refused
+        {
+            return StartError::RefusedCredentials {
+                credentials: self.credentials,
+                failure,
+            };
         }
         match failure.code.as_deref() {
             Some("PlatformNotSupportedException") => StartError::NotOnAws(failure),

@@ -132,7 +132,10 @@ impl ProcessConfig {
         clients(
             &self.region,
             &Endpoint::Dev(self.endpoint.clone()),
-            Some(self.credentials.clone()),
+            crate::aws::credentials::dev_static(
+                self.credentials.0.clone(),
+                self.credentials.1.clone(),
+            ),
             self.call_timeout,
         )
         .await
