@@ -18,7 +18,7 @@ fn installing_a_catalog_checks_every_linked_call_site() {
     let message = err.to_string();
     assert!(message.contains("tests/renamed/src/lib.rs"), "{message}");
     assert!(
-        message.contains("uses feature `export` as index 0"),
+        message.contains("was compiled with feature `export` as index 0"),
         "{message}"
     );
     // Nothing was granted: the foreign function is still denied.
