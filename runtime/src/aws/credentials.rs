@@ -284,10 +284,11 @@ pub(crate) async fn resolve(
             std::env::var(v).ok()
         })),
         Err(e @ CredentialsError::CredentialsNotLoaded(_)) => Resolved::Nothing(tried(&e)),
-        Err(e @ CredentialsError::InvalidConfiguration(_)) => {
-            Resolved::Nothing(format!("a provider is misconfigured: {}", chain_of(&e)))
-        }
-        Err(e) => Resolved::Failed(chain_of(&e)),
+        Err(e @ CredentialsError::InvalidConfiguration(_)) => Resolved::Nothing(format!(
+            "a provider is misconfigured: {}",
+            super::failure::error_chain(&e)
+        )),
+        Err(e) => Resolved::Failed(super::failure::error_chain(&e)),
     }
 }
 
@@ -304,27 +305,13 @@ fn tried(error: &CredentialsError) -> String {
                 let why = a
                     .error()
                     .source()
-                    .map_or_else(|| a.error().to_string(), chain_of);
+                    .map_or_else(|| a.error().to_string(), super::failure::error_chain);
                 format!("{}: {why}", a.name())
             })
             .collect::<Vec<_>>()
             .join("; "),
-        _ => chain_of(error),
+        _ => super::failure::error_chain(error),
     }
-}
-
-fn chain_of(e: &(dyn StdError + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// The warning for `source` under `pricing`, if any: always for a source

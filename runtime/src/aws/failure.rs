@@ -101,7 +101,9 @@ const TRANSIENT_CODES: &[&str] = &[
     "RequestTimeout",
 ];
 
-fn error_chain(e: &(dyn StdError + 'static)) -> String {
+/// `e` and each of its sources, joined, skipping a source whose text the
+/// chain already shows.
+pub(super) fn error_chain(e: &(dyn StdError + 'static)) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
