@@ -56,19 +56,7 @@ async fn start_with(
     dir: &Path,
     adjust: impl FnOnce(Options) -> Options,
 ) -> Guard {
-    let clock = sim.clock().clone();
-    let options = Options::default()
-        .product_code(USAGE)
-        .endpoint(sim.endpoint())
-        .region(sim.region())
-        .credentials(task, "not-a-real-secret")
-        .state_dir(dir)
-        .checkpoint_interval(Duration::from_millis(20))
-        .flush_budget(Duration::from_secs(20))
-        .shutdown_timeout(Duration::from_secs(40))
-        .call_timeout(Duration::from_secs(2))
-        .handle_signals(false)
-        .clock(move || clock.now());
+    let options = support::usage_options(sim, task, dir);
     marketgate::start_with(marketgate_tests::catalog(), adjust(options))
         .await
         .expect("verified")

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, UNIX_EPOCH};
 
-use marketgate::{Denied, Guard, Options, metered, status};
+use marketgate::{Denied, Guard, metered, status};
 use marketgate_simulator::{Fault, Operation, Simulator, Trigger};
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use metrics_util::registry::{AtomicStorage, Registry};
@@ -28,7 +28,6 @@ mod support;
 
 use support::{eventually, frozen_config, serial};
 
-const USAGE: &str = "mgsim-usage-custom";
 /// 2026-11-26T10:00:00Z, an hour start.
 const H0: u64 = 1_795_687_200;
 const HOUR: Duration = Duration::from_hours(1);
@@ -149,19 +148,7 @@ async fn simulator() -> Simulator {
 }
 
 async fn start(sim: &Simulator, task: &str, dir: &Path) -> Guard {
-    let clock = sim.clock().clone();
-    let options = Options::default()
-        .product_code(USAGE)
-        .endpoint(sim.endpoint())
-        .region(sim.region())
-        .credentials(task, "not-a-real-secret")
-        .state_dir(dir)
-        .checkpoint_interval(Duration::from_millis(20))
-        .flush_budget(Duration::from_secs(20))
-        .shutdown_timeout(Duration::from_secs(40))
-        .call_timeout(Duration::from_secs(2))
-        .handle_signals(false)
-        .clock(move || clock.now());
+    let options = support::usage_options(sim, task, dir);
     let guard = marketgate::start_with(marketgate_tests::catalog(), options)
         .await
         .expect("verified");

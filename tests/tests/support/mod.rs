@@ -86,3 +86,22 @@ pub(crate) async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
         marketgate::status()
     );
 }
+
+/// Options for an in-process runtime of the custom-metering product
+/// `mgsim-usage-custom` against `sim`: its endpoint, Region and clock, the
+/// task's access key, the state in `dir`, and timings short enough for tests.
+pub(crate) fn usage_options(sim: &Simulator, task: &str, dir: &Path) -> marketgate::Options {
+    let clock = sim.clock().clone();
+    marketgate::Options::default()
+        .product_code("mgsim-usage-custom")
+        .endpoint(sim.endpoint())
+        .region(sim.region())
+        .credentials(task, "not-a-real-secret")
+        .state_dir(dir)
+        .checkpoint_interval(Duration::from_millis(20))
+        .flush_budget(Duration::from_secs(20))
+        .shutdown_timeout(Duration::from_secs(40))
+        .call_timeout(Duration::from_secs(2))
+        .handle_signals(false)
+        .clock(move || clock.now())
+}
