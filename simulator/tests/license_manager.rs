@@ -1115,3 +1115,330 @@ async fn checkouts_are_logged_per_task() {
     assert_eq!(seats_in_use(&sim), 0, "a feature takes no seat");
     sim.shutdown().await;
 }
+
+// The two configurable license models as the inspection view shows them:
+// drawdown (`PERPETUAL`, units `drawn` for good) and floating
+// (`PROVISIONAL`, units `held` from a shared pool until checked in or
+// expired).
+
+/// How an entitlement's use reads in the inspection view: `(drawn, held,
+/// in_use, available)`.
+fn usage(sim: &Simulator, name: &str) -> (u64, u64, u64, Option<u64>) {
+    let view = sim.licenses();
+    let e = view.licenses[0]
+        .entitlements
+        .iter()
+        .find(|e| e.name == name)
+        .unwrap_or_else(|| panic!("no entitlement {name}"))
+        .clone();
+    (e.drawn, e.held, e.in_use, e.available)
+}
+
+#[tokio::test]
+async fn drawn_units_stay_drawn_and_the_balance_runs_out() {
+    let sim = drawdown().await;
+    let client = common::lm_client(&sim).await;
+    assert_eq!(usage(&sim, "Credits"), (0, 0, 0, Some(10)));
+    let out = draw(&client, "Credits", "4", "d-1")
+        .await
+        .expect("four credits");
+    let token = out.license_consumption_token().expect("token");
+    assert_eq!(usage(&sim, "Credits"), (4, 0, 4, Some(6)));
+    // The inspection API's JSON spelling.
+    let view = serde_json::to_value(sim.licenses()).expect("serializes");
+    let credits = &view["licenses"][0]["entitlements"][2];
+    assert_eq!(credits["name"], "Credits");
+    let fields = [("drawn", 4), ("held", 0), ("inUse", 4), ("available", 6)];
+    for (field, expected) in fields {
+        assert_eq!(credits[field], expected, "{field}: {credits}");
+    }
+
+    // Days later the four are still drawn, and they cannot be given back.
+    sim.clock().advance(Duration::from_hours(24 * 3));
+    assert_eq!(usage(&sim, "Credits"), (4, 0, 4, Some(6)));
+    assert_eq!(sim.licenses().checkouts[0].state, CheckoutState::Active);
+    refused(
+        check_in(&client, token).await,
+        CheckInLicenseError::is_conflict_exception,
+        "check in a drawdown",
+    );
+    refused(
+        extend(&client, token, false).await,
+        ExtendLicenseConsumptionError::is_validation_exception,
+        "extend a drawdown",
+    );
+    assert_eq!(usage(&sim, "Credits"), (4, 0, 4, Some(6)));
+
+    // More than the balance is refused whole: nothing is drawn.
+    let err = refused(
+        draw(&client, "Credits", "7", "d-2").await,
+        CheckoutLicenseError::is_no_entitlements_allowed_exception,
+        "7 of a balance of 6",
+    );
+    assert!(
+        err.message().unwrap_or_default().contains("4 of 10 in use"),
+        "{err:?}"
+    );
+    assert_eq!(usage(&sim, "Credits"), (4, 0, 4, Some(6)));
+    assert_eq!(sim.licenses().checkouts.len(), 1);
+
+    draw(&client, "Credits", "6", "d-3")
+        .await
+        .expect("the whole balance");
+    assert_eq!(usage(&sim, "Credits"), (10, 0, 10, Some(0)));
+    sim.clock().advance(Duration::from_hours(2));
+    refused(
+        draw(&client, "Credits", "1", "d-4").await,
+        CheckoutLicenseError::is_no_entitlements_allowed_exception,
+        "balance exhausted",
+    );
+    assert_eq!(usage(&sim, "Credits"), (10, 0, 10, Some(0)));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_retried_perpetual_checkout_draws_once() {
+    let sim = drawdown().await;
+    let client = common::lm_client(&sim).await;
+    let first = draw(&client, "Credits", "3", "same")
+        .await
+        .expect("three credits");
+    let token = first.license_consumption_token().expect("token");
+    let again = draw(&client, "Credits", "3", "same").await.expect("retry");
+    assert_eq!(again.license_consumption_token(), Some(token));
+    assert_eq!(again.signed_token(), first.signed_token());
+    // A retry long after the first answer still draws nothing more.
+    sim.clock().advance(Duration::from_hours(2));
+    let later = draw(&client, "Credits", "3", "same")
+        .await
+        .expect("retry two hours later");
+    assert_eq!(later.license_consumption_token(), Some(token));
+    assert_eq!(later.issued_at(), Some("2026-11-26T12:00:00Z"));
+    assert_eq!(usage(&sim, "Credits"), (3, 0, 3, Some(7)));
+    assert_eq!(sim.licenses().checkouts.len(), 1);
+    refused(
+        draw(&client, "Credits", "4", "same").await,
+        CheckoutLicenseError::is_validation_exception,
+        "same ClientToken, another count",
+    );
+    assert_eq!(usage(&sim, "Credits"), (3, 0, 3, Some(7)));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_perpetual_checkout_is_not_checked_in_even_where_check_in_is_allowed() {
+    // `Seats` allows check-in, but what a PERPETUAL checkout takes is drawn
+    // for good.
+    let sim = start_at(noon()).await;
+    let client = common::lm_client(&sim).await;
+    let out = checkout(&client, CheckoutType::Perpetual, vec![seats("2")], "p")
+        .await
+        .expect("two seats for good");
+    let token = out.license_consumption_token().expect("token");
+    let err = refused(
+        check_in(&client, token).await,
+        CheckInLicenseError::is_conflict_exception,
+        "check in a PERPETUAL consumption",
+    );
+    let message = err.message().unwrap_or_default();
+    assert!(message.contains("is a PERPETUAL consumption"), "{message}");
+    checkout_seat(&client, "floating").await.expect("a seat");
+    assert_eq!(usage(&sim, "Seats"), (2, 1, 3, Some(2)));
+    sim.clock().advance(Duration::from_hours(24));
+    assert_eq!(usage(&sim, "Seats"), (2, 0, 2, Some(3)));
+    assert_eq!(sim.licenses().checkouts[0].state, CheckoutState::Active);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn floating_units_are_one_pool_shared_by_tasks() {
+    let sim = start_at(noon()).await;
+    let task_a = Client::key("AKIDFLOATINGTASKA").license_manager(&sim).await;
+    let task_b = Client::key("AKIDFLOATINGTASKB").license_manager(&sim).await;
+    let provisional = |n: &str| vec![seats(n)];
+    let a = checkout(&task_a, CheckoutType::Provisional, provisional("3"), "a-1")
+        .await
+        .expect("three seats for task A");
+    let kept = checkout(&task_b, CheckoutType::Provisional, provisional("2"), "b-1")
+        .await
+        .expect("the last two for task B");
+    assert_eq!(usage(&sim, "Seats"), (0, 5, 5, Some(0)));
+    let owners: Vec<String> = sim
+        .licenses()
+        .checkouts
+        .iter()
+        .map(|c| c.access_key_id.clone())
+        .collect();
+    assert_eq!(owners, ["AKIDFLOATINGTASKA", "AKIDFLOATINGTASKB"]);
+    refused(
+        checkout(&task_b, CheckoutType::Provisional, provisional("1"), "b-2").await,
+        CheckoutLicenseError::is_no_entitlements_allowed_exception,
+        "the pool is empty, whoever asks",
+    );
+
+    // A check-in frees its units at once, for any task.
+    let a_token = a.license_consumption_token().expect("token");
+    check_in(&task_a, a_token).await.expect("checked in");
+    assert_eq!(usage(&sim, "Seats"), (0, 2, 2, Some(3)));
+    let lapsed = checkout(&task_b, CheckoutType::Provisional, provisional("3"), "b-3")
+        .await
+        .expect("task A's seats");
+    assert_eq!(usage(&sim, "Seats"), (0, 5, 5, Some(0)));
+
+    // Task B extends its first checkout but not its second: at 60 minutes
+    // the second returns to the pool, the first stays out.
+    sim.clock().advance(50 * MINUTE);
+    let kept_token = kept.license_consumption_token().expect("token");
+    extend(&task_b, kept_token, false).await.expect("extended");
+    sim.clock().advance(9 * MINUTE); // 12:59
+    assert_eq!(usage(&sim, "Seats"), (0, 5, 5, Some(0)));
+    sim.clock().advance(MINUTE); // 13:00
+    assert_eq!(usage(&sim, "Seats"), (0, 2, 2, Some(3)));
+    let states: Vec<(String, CheckoutState)> = sim
+        .licenses()
+        .checkouts
+        .iter()
+        .map(|c| (c.license_consumption_token.clone(), c.state))
+        .collect();
+    let lapsed_token = lapsed.license_consumption_token().expect("token");
+    assert_eq!(
+        states,
+        [
+            (a_token.to_owned(), CheckoutState::CheckedIn),
+            (kept_token.to_owned(), CheckoutState::Active),
+            (lapsed_token.to_owned(), CheckoutState::Expired),
+        ]
+    );
+    checkout(&task_a, CheckoutType::Provisional, provisional("3"), "a-2")
+        .await
+        .expect("the expired seats are free again");
+    refused(
+        checkout(&task_a, CheckoutType::Provisional, provisional("1"), "a-3").await,
+        CheckoutLicenseError::is_no_entitlements_allowed_exception,
+        "the extended seats are still out",
+    );
+    sim.clock().advance(49 * MINUTE); // 13:49
+    assert_eq!(usage(&sim, "Seats"), (0, 5, 5, Some(0)));
+    sim.clock().advance(MINUTE); // 13:50: the extended one expires too
+    assert_eq!(usage(&sim, "Seats"), (0, 3, 3, Some(2)));
+    sim.shutdown().await;
+}
+
+/// An entitlement as `GetLicense` answers it: `(Name, Unit, Value,
+/// MaxCount, Overage, AllowCheckIn)`.
+type LicenseEntitlement = (
+    String,
+    EntitlementUnit,
+    Option<String>,
+    Option<i64>,
+    Option<bool>,
+    Option<bool>,
+);
+
+async fn license_entitlements(client: &LicenseManager, arn: &str) -> Vec<LicenseEntitlement> {
+    let out = get(client, arn, None).await.expect("license");
+    out.license()
+        .expect("license")
+        .entitlements()
+        .iter()
+        .map(|e| {
+            (
+                e.name().to_owned(),
+                e.unit().clone(),
+                e.value().map(str::to_owned),
+                e.max_count(),
+                e.overage(),
+                e.allow_check_in(),
+            )
+        })
+        .collect()
+}
+
+fn counted(
+    name: &str,
+    unit: Unit,
+    max_count: i64,
+    overage: bool,
+    allow_check_in: bool,
+) -> EntitlementConfig {
+    EntitlementConfig {
+        name: name.to_owned(),
+        unit,
+        value: None,
+        max_count: Some(max_count),
+        overage,
+        allow_check_in,
+    }
+}
+
+fn tier(name: &str, value: &str, allow_check_in: bool) -> EntitlementConfig {
+    EntitlementConfig {
+        name: name.to_owned(),
+        unit: Unit::None,
+        value: Some(value.to_owned()),
+        max_count: None,
+        overage: false,
+        allow_check_in,
+    }
+}
+
+/// What `GetLicense` must answer for a configured entitlement: every member
+/// as configured (`Overage` and `AllowCheckIn` always present).
+fn as_configured(e: &EntitlementConfig) -> LicenseEntitlement {
+    (
+        e.name.clone(),
+        EntitlementUnit::from(e.unit.as_str()),
+        e.value.clone(),
+        e.max_count,
+        Some(e.overage),
+        Some(e.allow_check_in),
+    )
+}
+
+#[tokio::test]
+async fn get_license_answers_entitlements_as_configured_and_as_changed() {
+    let configured = vec![
+        tier("ProEdition", "Enabled", false),
+        counted("Seats", Unit::Count, 5, false, true),
+        counted("Credits", Unit::Count, 10, false, false),
+        counted("Data", Unit::Gigabytes, 500, true, false),
+    ];
+    let mut config = Config::example();
+    config.licenses[0].entitlements.clone_from(&configured);
+    let sim = start_with(config, noon()).await;
+    let client = common::lm_client(&sim).await;
+    let arn = sim.licenses().licenses[0].arn.clone();
+    let answered = license_entitlements(&client, &arn).await;
+    assert_eq!(answered[3].1, EntitlementUnit::Gigabytes);
+    assert_eq!(
+        answered,
+        configured.iter().map(as_configured).collect::<Vec<_>>()
+    );
+
+    // The seller changes the contract: seats that can no longer be checked
+    // in, more credits with overage, the data dimension gone, a new tier.
+    draw(&client, "Credits", "4", "before")
+        .await
+        .expect("drawn");
+    let changed = vec![
+        counted("Seats", Unit::Count, 8, true, false),
+        counted("Credits", Unit::Count, 20, true, true),
+        tier("Tier", "Gold", true),
+    ];
+    sim.set_license_entitlements("enterprise-contract", changed.clone())
+        .expect("known license");
+    assert_eq!(
+        license_entitlements(&client, &arn).await,
+        changed.iter().map(as_configured).collect::<Vec<_>>()
+    );
+    // The inspection view shows the same, with what was drawn before the
+    // change still drawn.
+    let view = sim.licenses();
+    let credits = &view.licenses[0].entitlements[1];
+    assert_eq!(
+        (credits.max_count, credits.overage, credits.allow_check_in),
+        (Some(20), true, true)
+    );
+    assert_eq!(usage(&sim, "Credits"), (4, 0, 4, Some(16)));
+    sim.shutdown().await;
+}

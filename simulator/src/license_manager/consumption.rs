@@ -85,7 +85,22 @@ pub(crate) fn check_in_license(call: &Call<'_>, state: &mut State) -> Output<Che
         .active(token, call.now)
         .ok_or_else(|| not_found(E::ResourceNotFoundException, token, "already checked in"))?;
     let spec = &licensing.licenses[licensing.consumptions[index].license].0;
-    // Drawdown entitlements (AllowCheckIn false) cannot be given back.
+    // A PERPETUAL checkout is the drawdown model: "counted units are drawn
+    // permanently", so there is nothing to give back whatever the
+    // entitlement's AllowCheckIn says. AWS documents no error for this; the
+    // model's CheckInLicense declares ConflictException, the error it
+    // answers when AllowCheckIn is false, so the simulator uses it here too.
+    if licensing.consumptions[index].checkout_type == CheckoutType::Perpetual {
+        return Err(Failure::new(
+            E::ConflictException,
+            format!(
+                "License consumption {token} is a PERPETUAL consumption: its units are drawn \
+                 for good and cannot be checked in."
+            ),
+        ));
+    }
+    // Nor can a PROVISIONAL checkout give back an entitlement whose
+    // AllowCheckIn is false; it returns when the checkout expires.
     if let Some(locked) = licensing.consumptions[index].held.iter().find(|h| {
         h.count > 0
             && spec

@@ -22,8 +22,14 @@
 //!   `SignedToken` carry no expiration, its units stay drawn and further
 //!   checkouts are refused with `NoEntitlementsAllowedException` once
 //!   `MaxCount` is reached (unless `Overage`). Extending it is a
-//!   `ValidationException`; checking it in is a `ConflictException` when it
-//!   holds an entitlement with `AllowCheckIn` false.
+//!   `ValidationException` and checking it in a `ConflictException`,
+//!   whatever the entitlement's `AllowCheckIn` (AWS documents neither
+//!   error; `ConflictException` is the one `CheckInLicense` declares for a
+//!   check-in the license does not allow). Checking in a `PROVISIONAL`
+//!   checkout holding an entitlement with `AllowCheckIn` false is a
+//!   `ConflictException` too.
+//! - The inspection view splits each entitlement's use into `drawn`
+//!   (`PERPETUAL`, for good) and `held` (`PROVISIONAL`, for now).
 //! - Licenses that are not `AVAILABLE`, not yet valid or past their validity
 //!   (read as `EXPIRED`) allow nothing: no checkout, and, the simulator's
 //!   choice where AWS is silent, no extension of an existing consumption

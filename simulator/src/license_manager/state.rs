@@ -135,14 +135,37 @@ impl Licensing {
         }
     }
 
-    pub(super) fn in_use(&self, license: usize, entitlement: &str) -> u64 {
+    /// How much of an entitlement active consumptions of `checkout_type`
+    /// hold.
+    fn active_count(&self, license: usize, entitlement: &str, checkout_type: CheckoutType) -> u64 {
         self.consumptions
             .iter()
-            .filter(|c| c.license == license && c.state == CheckoutState::Active)
+            .filter(|c| {
+                c.license == license
+                    && c.state == CheckoutState::Active
+                    && c.checkout_type == checkout_type
+            })
             .flat_map(|c| &c.held)
             .filter(|h| h.name == entitlement)
             .map(|h| h.count)
             .sum()
+    }
+
+    /// Units of an entitlement drawn for good by `PERPETUAL` consumptions,
+    /// which never end.
+    pub(super) fn drawn(&self, license: usize, entitlement: &str) -> u64 {
+        self.active_count(license, entitlement, CheckoutType::Perpetual)
+    }
+
+    /// Units of an entitlement held by active `PROVISIONAL` consumptions.
+    pub(super) fn held(&self, license: usize, entitlement: &str) -> u64 {
+        self.active_count(license, entitlement, CheckoutType::Provisional)
+    }
+
+    /// Units of an entitlement taken now, drawn or held: what `MaxCount`
+    /// limits.
+    pub(super) fn in_use(&self, license: usize, entitlement: &str) -> u64 {
+        self.drawn(license, entitlement) + self.held(license, entitlement)
     }
 
     /// The inspection view.
@@ -162,7 +185,9 @@ impl Licensing {
                         .entitlements
                         .iter()
                         .map(|e| {
-                            let in_use = self.in_use(i, &e.name);
+                            let drawn = self.drawn(i, &e.name);
+                            let held = self.held(i, &e.name);
+                            let in_use = drawn + held;
                             EntitlementUsage {
                                 name: e.name.clone(),
                                 unit: e.unit,
@@ -170,6 +195,8 @@ impl Licensing {
                                 max_count: e.max_count,
                                 overage: e.overage,
                                 allow_check_in: e.allow_check_in,
+                                drawn,
+                                held,
                                 in_use,
                                 available: e.max_count.map(|max| {
                                     u64::try_from(max).unwrap_or(0).saturating_sub(in_use)

@@ -111,7 +111,10 @@ pub struct LicenseInfo {
     pub entitlements: Vec<EntitlementUsage>,
 }
 
-/// An entitlement and how much of it active checkouts hold.
+/// An entitlement and how much of it active checkouts hold, split by the
+/// two configurable license models: units drawn for good by `PERPETUAL`
+/// checkouts (drawdown) and units held for now by `PROVISIONAL` ones
+/// (floating). For a drawdown entitlement `available` is the balance left.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EntitlementUsage {
@@ -127,9 +130,17 @@ pub struct EntitlementUsage {
     pub overage: bool,
     /// Whether check-in is allowed.
     pub allow_check_in: bool,
-    /// Held by active checkouts.
+    /// Drawn for good by `PERPETUAL` checkouts (drawdown): never returned,
+    /// so it only grows. 0 for `Unit = None`.
+    pub drawn: u64,
+    /// Held by active `PROVISIONAL` checkouts (the floating pool in use):
+    /// returned by `CheckInLicense` or after 60 minutes without an
+    /// extension. 0 for `Unit = None`.
+    pub held: u64,
+    /// Held by active checkouts of either type: `drawn + held`.
     pub in_use: u64,
-    /// Still free (counted units); may be 0 when overage pushed use past
-    /// the maximum.
+    /// Still free (counted units): `max_count - in_use`, the balance left
+    /// to draw or hold; may be 0 when overage pushed use past the maximum.
+    /// `None` without `max_count` (`Unit = None`).
     pub available: Option<u64>,
 }
