@@ -353,36 +353,50 @@ async fn subscriptions_licenses_and_tasks_can_be_changed() {
 
 #[tokio::test]
 async fn licenses_show_checkouts_and_consumption() {
+    use aws_sdk_licensemanager::types::{CheckoutType, EntitlementData, EntitlementDataUnit};
     let sim = start_at(noon()).await;
-    common::lm_client(&sim)
-        .await
-        .checkout_license()
-        .product_sku(ENTERPRISE_SKU)
-        .checkout_type(aws_sdk_licensemanager::types::CheckoutType::Provisional)
-        .key_fingerprint(FINGERPRINT)
-        .entitlements(
-            aws_sdk_licensemanager::types::EntitlementData::builder()
-                .name("Seats")
-                .unit(aws_sdk_licensemanager::types::EntitlementDataUnit::Count)
-                .value("2")
-                .build()
-                .expect("entitlement"),
-        )
-        .client_token("inspect")
-        .send()
-        .await
-        .expect("checked out");
+    let client = common::lm_client(&sim).await;
+    // Two seats held from the floating pool, one drawn for good.
+    for (kind, seats, token) in [
+        (CheckoutType::Provisional, "2", "inspect"),
+        (CheckoutType::Perpetual, "1", "inspect-drawn"),
+    ] {
+        client
+            .checkout_license()
+            .product_sku(ENTERPRISE_SKU)
+            .checkout_type(kind)
+            .key_fingerprint(FINGERPRINT)
+            .entitlements(
+                EntitlementData::builder()
+                    .name("Seats")
+                    .unit(EntitlementDataUnit::Count)
+                    .value(seats)
+                    .build()
+                    .expect("entitlement"),
+            )
+            .client_token(token)
+            .send()
+            .await
+            .expect("checked out");
+    }
     let view = get(&sim, "/_marketgate/licenses").await;
     let seats = &view["licenses"][0]["entitlements"][1];
     assert_eq!(seats["name"], "Seats");
     assert_eq!(seats["maxCount"], 5);
-    assert_eq!(seats["inUse"], 2);
-    assert_eq!(seats["available"], 3);
+    assert_eq!(seats["drawn"], 1);
+    assert_eq!(seats["held"], 2);
+    assert_eq!(seats["inUse"], 3);
+    assert_eq!(seats["available"], 2);
+    let feature = &view["licenses"][0]["entitlements"][0];
+    assert_eq!(feature["drawn"], 0);
+    assert_eq!(feature["held"], 0);
+    assert_eq!(feature["available"], Value::Null);
     let checkout = &view["checkouts"][0];
     assert_eq!(checkout["checkoutType"], "PROVISIONAL");
     assert_eq!(checkout["state"], "active");
     assert_eq!(checkout["expiration"], 1_795_698_000);
     assert_eq!(checkout["entitlements"][0]["count"], 2);
+    assert_eq!(view["checkouts"][1]["checkoutType"], "PERPETUAL");
     sim.shutdown().await;
 }
 
