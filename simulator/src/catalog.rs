@@ -380,21 +380,7 @@ fn build_licenses(
         if l.end.is_some_and(|end| end <= l.begin) {
             return Err(invalid(format!("{what}: end must be after begin")));
         }
-        if l.entitlements.is_empty() {
-            return Err(invalid(format!(
-                "{what}: add at least one [[license.entitlement]]"
-            )));
-        }
-        let mut entitlement_names = HashSet::new();
-        for e in &l.entitlements {
-            check_entitlement(e, &what)?;
-            if !entitlement_names.insert(e.name.as_str()) {
-                return Err(invalid(format!(
-                    "{what}: entitlement {:?} is listed twice",
-                    e.name
-                )));
-            }
-        }
+        check_entitlements(&l.entitlements, &what)?;
         licenses.push(LicenseSpec {
             name: l.name.clone(),
             arn,
@@ -425,6 +411,31 @@ fn build_licenses(
         });
     }
     Ok(licenses)
+}
+
+/// The rules a license's entitlements follow, in its config and when a
+/// running simulator's license is given new ones: at least one, names
+/// unique, each valid for its unit. `what` names the license.
+pub(crate) fn check_entitlements(
+    entitlements: &[EntitlementConfig],
+    what: &str,
+) -> Result<(), ConfigError> {
+    if entitlements.is_empty() {
+        return Err(invalid(format!(
+            "{what}: add at least one [[license.entitlement]]"
+        )));
+    }
+    let mut names = HashSet::new();
+    for e in entitlements {
+        check_entitlement(e, what)?;
+        if !names.insert(e.name.as_str()) {
+            return Err(invalid(format!(
+                "{what}: entitlement {:?} is listed twice",
+                e.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn check_entitlement(e: &EntitlementConfig, what: &str) -> Result<(), ConfigError> {

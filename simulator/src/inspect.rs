@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::calls::CallRecord;
+use crate::catalog;
 use crate::config::{EntitlementConfig, LicenseStatus, Subscription};
 use crate::error::Error;
 use crate::faults::FaultRule;
@@ -95,9 +96,17 @@ impl Shared {
         license: &str,
         entitlements: Vec<EntitlementConfig>,
     ) -> Result<(), Error> {
-        self.change_license(license, |licensing, index| {
-            licensing.set_entitlements(index, entitlements);
-        })
+        let mut state = self.state();
+        let index = state
+            .licensing
+            .find(license)
+            .ok_or_else(|| Error::UnknownLicense(license.to_owned()))?;
+        // The config's rules, so GetLicense never answers what no config
+        // could hold (a counted unit without MaxCount, a name twice).
+        let name = state.licensing.name(index).to_owned();
+        catalog::check_entitlements(&entitlements, &format!("license {name:?}"))?;
+        state.licensing.set_entitlements(index, entitlements);
+        Ok(())
     }
 
     /// Applies `change` to a license by ARN or config name.

@@ -342,7 +342,10 @@ impl Simulator {
     /// of the buyer's contract would. Active consumptions keep what they hold.
     ///
     /// # Errors
-    /// [`Error::UnknownLicense`] when no license has that ARN or name.
+    /// [`Error::UnknownLicense`] when no license has that ARN or name;
+    /// [`Error::Config`] when the entitlements break the config's rules
+    /// (none, a name twice, `max_count` missing for a counted unit or given
+    /// for `None`, `value` on a counted unit); the license is then unchanged.
     pub fn set_license_entitlements(
         &self,
         license: &str,

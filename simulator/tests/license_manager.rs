@@ -1442,3 +1442,44 @@ async fn get_license_answers_entitlements_as_configured_and_as_changed() {
     assert_eq!(usage(&sim, "Credits"), (4, 0, 4, Some(16)));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn new_entitlements_follow_the_config_rules() {
+    let sim = start_at(noon()).await;
+    let client = common::lm_client(&sim).await;
+    let arn = sim.licenses().licenses[0].arn.clone();
+    let before = license_entitlements(&client, &arn).await;
+    let mut no_max_count = counted("Seats", Unit::Count, 5, false, true);
+    no_max_count.max_count = None;
+    let cases = [
+        ("no entitlements", vec![], "add at least one"),
+        (
+            "a counted unit without MaxCount",
+            vec![no_max_count],
+            "needs max-count",
+        ),
+        (
+            "a name twice",
+            vec![
+                counted("Seats", Unit::Count, 5, false, true),
+                counted("Seats", Unit::Count, 6, false, true),
+            ],
+            "listed twice",
+        ),
+    ];
+    for (case, entitlements, says) in cases {
+        let err = sim
+            .set_license_entitlements("enterprise-contract", entitlements)
+            .expect_err(case);
+        assert!(
+            matches!(err, marketgate_simulator::Error::Config(_)) && err.to_string().contains(says),
+            "{case}: {err}"
+        );
+    }
+    assert_eq!(
+        license_entitlements(&client, &arn).await,
+        before,
+        "unchanged"
+    );
+    sim.shutdown().await;
+}

@@ -91,6 +91,11 @@ impl Licensing {
             .position(|(s, _)| s.arn == arn_or_name || s.name == arn_or_name)
     }
 
+    /// A license's config name.
+    pub(crate) fn name(&self, index: usize) -> &str {
+        &self.licenses[index].0.name
+    }
+
     /// Replaces a license's entitlements (an upgrade or downgrade by the
     /// seller); active consumptions keep what they hold.
     pub(crate) fn set_entitlements(&mut self, index: usize, entitlements: Vec<EntitlementConfig>) {
