@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use marketgate_manifest::{MAX_FEATURES, Manifest, Pricing, Product, Tier};
+use marketgate_manifest::{MAX_FEATURES, Manifest, Pricing, Product, Tier, UnitModel};
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
 use syn::LitByteStr;
@@ -83,8 +83,17 @@ fn product_expr(p: &TokenStream, product: &Product) -> TokenStream {
                     Some(v) => quote!(::core::option::Option::Some(#v)),
                     None => quote!(::core::option::Option::None),
                 };
+                let model = match e.model {
+                    Some(UnitModel::Floating) => {
+                        quote!(::core::option::Option::Some(#p::UnitModel::Floating))
+                    }
+                    Some(UnitModel::Drawdown) => {
+                        quote!(::core::option::Option::Some(#p::UnitModel::Drawdown))
+                    }
+                    None => quote!(::core::option::Option::None),
+                };
                 let features = feature_set(p, &e.features);
-                quote!(#p::EntitlementSpec::__new(#name, #unit, #value, #features))
+                quote!(#p::EntitlementSpec::__new(#name, #unit, #value, #model, #features))
             });
             quote!(::core::option::Option::Some(#p::LicenseSpec::__new(#sku, #fp, #base, &[#(#ents),*])))
         }

@@ -24,6 +24,7 @@ mod gate;
 mod literal;
 mod manifest;
 mod suggest;
+mod units;
 
 use proc_macro::TokenStream;
 
@@ -212,4 +213,65 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro]
 pub fn catalog(args: TokenStream) -> TokenStream {
     embed::catalog(args.into()).into()
+}
+
+/// What the buyer bought of a contract entitlement, as a
+/// `Result<marketgate::Quantity, marketgate::Denied>`: `MaxCount`, unit,
+/// overage, and the units this process holds or drew.
+///
+/// The name must be an entitlement of a product in `Marketplace.toml`: a
+/// typo is a compile error with a suggestion.
+///
+/// ```ignore
+/// let users = marketgate::entitlement!("Users")?;
+/// if let Some(max) = users.max_count { /* provision `max` users */ }
+/// ```
+///
+/// Option: `crate = "path"` for a renamed `marketgate` dependency.
+#[proc_macro]
+pub fn entitlement(args: TokenStream) -> TokenStream {
+    units::expand(args.into(), units::Use::Read).into()
+}
+
+/// Takes floating units of a contract entitlement for as long as the
+/// returned guard lives: a future of
+/// `Result<marketgate::Units, marketgate::Denied>`.
+///
+/// The entitlement must be `model = "floating"` in `Marketplace.toml`
+/// (checked at compile time). The guard's consumption is kept extended by
+/// the runtime and checked in when the guard is dropped or at shutdown.
+/// When the buyer's pool has no units free the denial's reason is
+/// `DenialReason::Exhausted`: try again later.
+///
+/// ```ignore
+/// let job = marketgate::checkout!("Jobs", 1).await?;
+/// run_job().await;
+/// drop(job); // checked in
+/// ```
+///
+/// The count (default 1) is any unsigned integer expression. Option:
+/// `crate = "path"`.
+#[proc_macro]
+pub fn checkout(args: TokenStream) -> TokenStream {
+    units::expand(args.into(), units::Use::Checkout).into()
+}
+
+/// Draws units of a drawdown entitlement for good: a
+/// `Result<(), marketgate::Denied>`, as cheap as a `#[metered]` call (no I/O,
+/// no network). The runtime journals and draws the counted units in batches
+/// every checkpoint interval (`CheckoutLicense`, `PERPETUAL`).
+///
+/// The entitlement must be `model = "drawdown"` in `Marketplace.toml`
+/// (checked at compile time). Denied with `DenialReason::Exhausted` once
+/// AWS has refused a batch because the balance is used up.
+///
+/// ```ignore
+/// marketgate::draw!("Scans", gigabytes)?;
+/// ```
+///
+/// The count (default 1) is any unsigned integer expression. Option:
+/// `crate = "path"`.
+#[proc_macro]
+pub fn draw(args: TokenStream) -> TokenStream {
+    units::expand(args.into(), units::Use::Draw).into()
 }

@@ -33,8 +33,12 @@ pub(crate) fn of(c: &Catalog) -> u64 {
             for e in &l.entitlements {
                 let _ = write!(
                     canon,
-                    "ent={:?},{:?},{:?},{:?};",
-                    e.name, e.unit, e.value, e.features
+                    "ent={:?},{:?},{:?},{:?},{:?};",
+                    e.name,
+                    e.unit,
+                    e.value,
+                    e.model.map(crate::model::UnitModel::name),
+                    e.features
                 );
             }
         }

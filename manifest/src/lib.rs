@@ -27,5 +27,5 @@ mod tests;
 pub use load::{MANIFEST_ENV, ManifestError, load, load_cached, parse, read, read_cached};
 pub use model::{
     DEFAULT_MAX_UNREPORTED, Entitlement, License, MAX_FEATURES, MAX_MAX_UNREPORTED,
-    MIN_MAX_UNREPORTED, Manifest, Pricing, Product, Tier, duration_name, pricing_name,
+    MIN_MAX_UNREPORTED, Manifest, Pricing, Product, Tier, UnitModel, duration_name, pricing_name,
 };

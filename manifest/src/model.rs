@@ -131,16 +131,56 @@ pub struct License {
     pub entitlements: Vec<Entitlement>,
 }
 
+/// How a counted entitlement's units are used (`model`), as AWS Marketplace
+/// configures a contract's counted dimensions (Seller Guide, "Contract
+/// pricing for container products": configurable drawdown and floating
+/// licenses).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum UnitModel {
+    /// Units return to the buyer's pool: checked out `PROVISIONAL`, extended
+    /// while in use, checked in when done (or by AWS after 60 minutes).
+    Floating,
+    /// Units are consumed for good: checked out `PERPETUAL`.
+    Drawdown,
+}
+
+impl UnitModel {
+    /// Every model, in manifest spelling order.
+    pub const ALL: [UnitModel; 2] = [UnitModel::Floating, UnitModel::Drawdown];
+
+    /// The manifest spelling.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            UnitModel::Floating => "floating",
+            UnitModel::Drawdown => "drawdown",
+        }
+    }
+}
+
 /// One License Manager entitlement of a contract product.
 pub struct Entitlement {
     /// Entitlement `Name`.
     pub name: String,
     /// Entitlement `Unit` (`None`, `Count`, ...).
     pub unit: String,
-    /// Requested `Value` (counted units only).
+    /// Requested `Value`: units the process holds for its whole life (a
+    /// floating entitlement only).
     pub value: Option<String>,
+    /// How counted units are used; `None` for a tier (`Unit = None`).
+    pub model: Option<UnitModel>,
     /// Feature indices the entitlement grants when allowed.
     pub features: BTreeSet<usize>,
+}
+
+impl Entitlement {
+    /// Whether the process's own checkout at start-up (its lease) asks for
+    /// this entitlement: a tier, or a floating entitlement with a `value`
+    /// the process holds. The others are taken on demand by seller code.
+    #[must_use]
+    pub fn held_by_process(&self) -> bool {
+        self.model.is_none() || (self.model == Some(UnitModel::Floating) && self.value.is_some())
+    }
 }
 
 /// Everything the catalog embeds, as validation produces it: the loader adds
@@ -184,6 +224,32 @@ impl Manifest {
         self.dimensions
             .binary_search_by(|d| d.as_str().cmp(name))
             .ok()
+    }
+
+    /// The contract entitlement `name` and the product declaring it (the
+    /// first, when several do).
+    #[must_use]
+    pub fn entitlement(&self, name: &str) -> Option<(&Product, &Entitlement)> {
+        self.products.iter().find_map(|p| {
+            p.license
+                .as_ref()
+                .and_then(|l| l.entitlements.iter().find(|e| e.name == name))
+                .map(|e| (p, e))
+        })
+    }
+
+    /// The names of every contract entitlement, for suggestions.
+    #[must_use]
+    pub fn entitlement_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .products
+            .iter()
+            .filter_map(|p| p.license.as_ref())
+            .flat_map(|l| l.entitlements.iter().map(|e| e.name.as_str()))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 
     /// Whether feature `index` is a paid path: no free product grants it,

@@ -40,7 +40,7 @@ pub(crate) struct RawProduct {
 pub(crate) type RawEntitlements = Spanned<BTreeMap<Spanned<String>, Spanned<RawEntitlement>>>;
 
 /// `Name = ["feature", ...]` (a `Unit = None` entitlement) or
-/// `Name = { unit = "Count", value = 1, features = [...] }`.
+/// `Name = { unit = "Count", model = "floating", value = 1, features = [...] }`.
 pub(crate) enum RawEntitlement {
     Features(Vec<Spanned<String>>),
     Table(RawEntitlementTable),
@@ -51,6 +51,7 @@ pub(crate) enum RawEntitlement {
 pub(crate) struct RawEntitlementTable {
     pub(crate) unit: Spanned<String>,
     pub(crate) value: Option<Spanned<u64>>,
+    pub(crate) model: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) features: Vec<Spanned<String>>,
 }
@@ -62,7 +63,7 @@ impl<'de> Deserialize<'de> for RawEntitlement {
             type Value = RawEntitlement;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(
-                    "a list of feature names, or a table `{ unit = \"Count\", value = 1, features = [...] }`",
+                    "a list of feature names, or a table `{ unit = \"Count\", model = \"floating\", ... }`",
                 )
             }
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::load::{parse, read_cached};
-use crate::model::{DEFAULT_MAX_UNREPORTED, FILE_NAME, MARKETPLACE_KEY_FINGERPRINT, Manifest};
+use crate::model::{
+    DEFAULT_MAX_UNREPORTED, Entitlement, FILE_NAME, MARKETPLACE_KEY_FINGERPRINT, Manifest,
+    UnitModel,
+};
 
 fn check(text: &str) -> Result<Manifest, Vec<String>> {
     parse(Path::new("/m/Marketplace.toml"), text).map_err(|e| e.messages)
@@ -154,7 +157,7 @@ fn contract_entitlements_map_to_features() {
         tier = "paid"
         pricing = "contract"
         sku = "prod-abc"
-        entitlements = { ProEdition = ["export", "sso"], Seats = { unit = "Count", value = 1, features = ["seat"] } }
+        entitlements = { ProEdition = ["export", "sso"], Seats = { unit = "Count", model = "floating", value = 1, features = ["seat"] } }
         "#,
     )
     .unwrap_or_else(|e| panic!("{e:#?}"));
@@ -166,10 +169,86 @@ fn contract_entitlements_map_to_features() {
     assert_eq!(l.entitlements[1].unit, "Count");
     assert_eq!(l.entitlements[1].value.as_deref(), Some("1"));
     assert_eq!(m.features, ["export", "seat", "sso"]);
-    let e = one_error(
-        "[[product]]\nname = \"a\"\ncode = \"c\"\ntier = \"paid\"\npricing = \"contract\"\nsku = \"s\"\nentitlements = { Seats = { unit = \"Count\", features = [] } }\n",
+    assert_eq!(l.entitlements[1].model, Some(UnitModel::Floating));
+    assert!(l.entitlements.iter().all(Entitlement::held_by_process));
+}
+
+/// A contract product whose `entitlements` table is `ents`.
+fn contract(ents: &str) -> String {
+    format!(
+        "[[product]]\nname = \"a\"\ncode = \"c\"\ntier = \"paid\"\npricing = \"contract\"\n\
+         sku = \"s\"\nentitlements = {{ {ents} }}\n"
+    )
+}
+
+#[test]
+fn counted_entitlements_declare_floating_or_drawdown() {
+    let m = check(&contract(
+        "Tier = [\"pro\"], Jobs = { unit = \"Count\", model = \"floating\" }, \
+         Scans = { unit = \"Gigabytes\", model = \"drawdown\" }",
+    ))
+    .unwrap_or_else(|e| panic!("{e:#?}"));
+    let l = m.products[0].license.as_ref().unwrap();
+    let by = |n: &str| l.entitlements.iter().find(|e| e.name == n).unwrap();
+    assert_eq!(by("Tier").model, None);
+    assert_eq!(by("Jobs").model, Some(UnitModel::Floating));
+    assert_eq!(by("Scans").model, Some(UnitModel::Drawdown));
+    assert_eq!(by("Scans").unit, "Gigabytes");
+    assert!(by("Tier").held_by_process());
+    assert!(!by("Jobs").held_by_process());
+    assert!(!by("Scans").held_by_process());
+    assert_eq!(
+        m.entitlement("Jobs").map(|(p, _)| p.name.as_str()),
+        Some("a")
     );
-    assert!(e.contains("needs `value = <n>`"), "{e}");
+    assert_eq!(m.entitlement_names(), ["Jobs", "Scans", "Tier"]);
+
+    // Each rule, with the message that names the fix.
+    for (ents, says) in [
+        (
+            "Seats = { unit = \"Count\", value = 1 }",
+            "needs `model = \"floating\" or \"drawdown\"`",
+        ),
+        (
+            "T = [], Seats = { unit = \"Count\", model = \"borrowed\" }",
+            "has `model = \"borrowed\"`; use \"floating\" or \"drawdown\"",
+        ),
+        (
+            "T = { unit = \"None\", model = \"floating\" }",
+            "only counted units have a `model`",
+        ),
+        (
+            "T = [], Scans = { unit = \"Count\", model = \"drawdown\", value = 5 }",
+            "is `drawdown`: its units are drawn as they are used",
+        ),
+        (
+            "T = [], Jobs = { unit = \"Count\", model = \"floating\", value = 0 }",
+            "asks for `value = 0`",
+        ),
+        (
+            "T = [], Jobs = { unit = \"Count\", model = \"floating\", features = [\"x\"] }",
+            "cannot unlock features for the whole process",
+        ),
+        (
+            "Scans = { unit = \"Count\", model = \"drawdown\" }",
+            "needs one entitlement the process checks out at start-up",
+        ),
+    ] {
+        let e = one_error(&contract(ents));
+        assert!(e.contains(says), "{ents}: {e}");
+    }
+}
+
+#[test]
+fn the_model_is_part_of_the_fingerprint() {
+    let f = |model: &str| {
+        check(&contract(&format!(
+            "T = [], U = {{ unit = \"Count\", model = \"{model}\" }}"
+        )))
+        .unwrap()
+        .fingerprint
+    };
+    assert_ne!(f("floating"), f("drawdown"));
 }
 
 #[test]

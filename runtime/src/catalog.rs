@@ -173,6 +173,29 @@ impl RegistrationKey {
     }
 }
 
+/// How a counted entitlement's units are used (`model` in
+/// `Marketplace.toml`): AWS Marketplace's configurable floating and drawdown
+/// licenses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UnitModel {
+    /// Units return to the buyer's pool: checked out `PROVISIONAL`, extended
+    /// while held, checked in when done (by AWS after 60 minutes at the
+    /// latest). Taken with `marketgate::checkout!`, or for the process's
+    /// whole life with `value`.
+    Floating,
+    /// Units are consumed for good (`PERPETUAL`), with `marketgate::draw!`.
+    Drawdown,
+}
+
+impl std::fmt::Display for UnitModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UnitModel::Floating => "floating",
+            UnitModel::Drawdown => "drawdown",
+        })
+    }
+}
+
 /// One License Manager entitlement a contract product asks for, and the
 /// features it unlocks when AWS allows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +203,7 @@ pub struct EntitlementSpec {
     name: &'static str,
     unit: &'static str,
     value: Option<&'static str>,
+    model: Option<UnitModel>,
     features: FeatureSet,
 }
 
@@ -190,13 +214,34 @@ impl EntitlementSpec {
         name: &'static str,
         unit: &'static str,
         value: Option<&'static str>,
+        model: Option<UnitModel>,
         features: FeatureSet,
     ) -> Self {
         EntitlementSpec {
             name,
             unit,
             value,
+            model,
             features,
+        }
+    }
+
+    /// How counted units are used; `None` for a tier (`Unit = None`).
+    #[must_use]
+    pub const fn model(&self) -> Option<UnitModel> {
+        self.model
+    }
+
+    /// Whether the process's own checkout (its lease, taken at start-up)
+    /// asks for this entitlement: a tier, or a floating entitlement with a
+    /// `value` the process holds for its whole life. The others are taken
+    /// on demand by seller code.
+    #[must_use]
+    pub const fn held_by_process(&self) -> bool {
+        match self.model {
+            None => true,
+            Some(UnitModel::Floating) => self.value.is_some(),
+            Some(UnitModel::Drawdown) => false,
         }
     }
 

@@ -9,6 +9,9 @@ pub enum Subject {
     Feature(&'static str),
     /// A dimension named in `#[metered(...)]`.
     Dimension(&'static str),
+    /// A contract's counted entitlement named in `marketgate::entitlement!`,
+    /// `marketgate::checkout!` or `marketgate::draw!`.
+    Entitlement(&'static str),
 }
 
 /// Why a call was denied.
@@ -55,6 +58,25 @@ pub enum DenialReason {
     /// The call site was compiled against a different `Marketplace.toml` than
     /// the binary's catalog. Start-up refuses this; the check is a second line.
     CatalogMismatch,
+    /// Every unit of the counted entitlement is taken: a floating pool has
+    /// none free (try again later: units come back when other holders check
+    /// them in), or a drawdown balance is used up (the buyer must buy more).
+    Exhausted {
+        /// The active product.
+        product: &'static str,
+    },
+    /// AWS License Manager could not be reached to take the units (throttled,
+    /// unreachable, failing): nothing was taken; try again later.
+    Unavailable {
+        /// The active product.
+        product: &'static str,
+    },
+    /// A checkout or draw of zero units: there is nothing to take.
+    ZeroUnits,
+    /// The drawdown journal in the state directory cannot be opened or
+    /// written, so drawn units could not be kept across a crash; the log and
+    /// `status()` say why. Draws are accepted again once it works.
+    JournalUnavailable,
 }
 
 /// A call was refused because the process is not entitled to it.
@@ -104,7 +126,7 @@ impl Denied {
     #[must_use]
     pub const fn name(&self) -> &'static str {
         match self.subject {
-            Subject::Feature(name) | Subject::Dimension(name) => name,
+            Subject::Feature(name) | Subject::Dimension(name) | Subject::Entitlement(name) => name,
         }
     }
 }
@@ -114,6 +136,7 @@ impl fmt::Display for Denied {
         let (kind, name) = match self.subject {
             Subject::Feature(name) => ("feature", name),
             Subject::Dimension(name) => ("metered dimension", name),
+            Subject::Entitlement(name) => ("entitlement", name),
         };
         write!(f, "{kind} `{name}` denied: ")?;
         match self.reason {
@@ -131,6 +154,9 @@ impl fmt::Display for Denied {
                 }
                 Subject::Dimension(_) => {
                     write!(f, "the active product `{product}` does not meter it")
+                }
+                Subject::Entitlement(_) => {
+                    write!(f, "the active product `{product}` does not have it")
                 }
             },
             DenialReason::NotLicensed { product } => write!(
@@ -154,6 +180,22 @@ impl fmt::Display for Denied {
             DenialReason::CatalogMismatch => f.write_str(
                 "this call site was compiled against a different Marketplace.toml than the \
                  binary's catalog",
+            ),
+            DenialReason::Exhausted { product } => write!(
+                f,
+                "every unit the buyer's license of `{product}` has is taken (a floating pool \
+                 frees units as holders check them in: try again later; a drawdown balance \
+                 comes back only when the buyer buys more)"
+            ),
+            DenialReason::Unavailable { product } => write!(
+                f,
+                "AWS License Manager could not be reached to take units of `{product}`'s \
+                 license; nothing was taken, try again later"
+            ),
+            DenialReason::ZeroUnits => f.write_str("asked for zero units"),
+            DenialReason::JournalUnavailable => f.write_str(
+                "the drawdown journal in the state directory cannot be written, so drawn units \
+                 would not survive a crash (see the log or status() for why)",
             ),
         }
     }

@@ -99,6 +99,7 @@ mod status;
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 mod time;
+mod units;
 mod usage;
 
 #[doc(hidden)]
@@ -111,7 +112,7 @@ pub use aws::transport::endpoints::EndpointError;
 pub use call_site::CatalogMismatch;
 pub use catalog::{
     Catalog, EntitlementSpec, FeatureSet, LicenseSpec, MAX_DIMENSIONS, MAX_FEATURES, Pricing,
-    Product, RegistrationKey, Tier,
+    Product, RegistrationKey, Tier, UnitModel,
 };
 pub use denied::{DenialReason, Denied, Subject};
 pub use entitlement::InstallError;
@@ -127,7 +128,8 @@ pub use status::{
     CallStatus, CredentialsStatus, LeaseState, LicenseStatus, MeteringStatus, PendingRecord,
     ProductStatus, RegionStatus, RunState, Status, UnbillableRecord, status,
 };
+pub use units::{Quantity, Units};
 pub use usage::record_tagged_usage;
 
 #[doc(inline)]
-pub use marketgate_macros::{catalog, entitled, main, metered};
+pub use marketgate_macros::{catalog, checkout, draw, entitled, entitlement, main, metered};

@@ -6,6 +6,7 @@ pub use linkme;
 pub use crate::call_site::{COMPILED_MANIFESTS, CallSite, CompiledManifest, SiteKind};
 pub use crate::catalog::{
     Catalog, EntitlementSpec, FeatureSet, LicenseSpec, Pricing, Product, RegistrationKey, Tier,
+    UnitModel,
 };
 pub use crate::counters::record;
 pub use crate::denied::Denied;
@@ -13,6 +14,12 @@ pub use crate::entitlement::{dimension_enabled, explain, feature_granted};
 pub use crate::start::{main_finish, main_finish_blocking, main_start, main_start_blocking};
 pub use crate::usage::record_tagged;
 pub use crate::usage::{TagPair, tags};
+
+/// Counted units of contract products (`entitlement!`, `checkout!`,
+/// `draw!`).
+pub mod units {
+    pub use crate::units::{DrawSite, checkout, entitlement};
+}
 
 /// Return types that can carry a denial.
 #[diagnostic::on_unimplemented(
@@ -43,7 +50,7 @@ pub fn deny<R: CarriesDenial>(denied: Denied) -> R {
 
 /// Types a `#[metered(.., quantity = <expr>)]` expression may have.
 #[diagnostic::on_unimplemented(
-    message = "a `#[metered]` quantity must be an unsigned integer, not `{Self}`",
+    message = "a `#[metered]` quantity (or a `checkout!`/`draw!` count) must be an unsigned integer, not `{Self}`",
     label = "expected `u64`, `u32`, `u16`, `u8` or `usize`",
     note = "convert explicitly, e.g. `u64::try_from(n).unwrap_or(0)` for a signed count"
 )]

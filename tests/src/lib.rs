@@ -94,3 +94,21 @@ pub fn basic() -> Result<&'static str, AppError> {
 pub fn seat_work() -> Result<&'static str, AppError> {
     Ok("seat")
 }
+
+/// Scans `gigabytes`, drawing them from the contract's `Scans` balance
+/// (drawdown).
+///
+/// # Errors
+/// When marketgate denies the draw.
+pub fn scan(gigabytes: u64) -> Result<u64, AppError> {
+    marketgate::draw!("Scans", gigabytes)?;
+    Ok(gigabytes)
+}
+
+/// Takes one floating `Jobs` unit for as long as the guard lives.
+///
+/// # Errors
+/// When marketgate denies the checkout (e.g. the pool is exhausted).
+pub async fn start_job() -> Result<marketgate::Units, Denied> {
+    marketgate::checkout!("Jobs", 1).await
+}

@@ -138,6 +138,7 @@ pub fn denial_body(denied: &Denied) -> serde_json::Value {
     let (key, name) = match denied.subject() {
         Subject::Feature(name) => ("feature", name),
         Subject::Dimension(name) => ("dimension", name),
+        Subject::Entitlement(name) => ("entitlement", name),
     };
     body[key] = json!(name);
     if let Some(product) = product {

@@ -91,7 +91,7 @@ pub(super) fn emit(gates: &Resolved, manifest: &Manifest, func: &mut ItemFn) -> 
 
 /// The crate's [`CompiledManifest`](marketgate::__private::CompiledManifest):
 /// the manifest's feature and dimension names in index order.
-fn registration(p: &TokenStream, manifest: &Manifest) -> TokenStream {
+pub(crate) fn registration(p: &TokenStream, manifest: &Manifest) -> TokenStream {
     let fingerprint = u64_literal(manifest.fingerprint);
     let path = manifest.display_path();
     let features = &manifest.features;

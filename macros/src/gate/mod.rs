@@ -22,6 +22,7 @@ use quote::ToTokens;
 use syn::ItemFn;
 
 use self::collect::Kind;
+pub(crate) use self::emit::registration;
 use crate::{function, manifest};
 
 /// `#[entitled(..)]`.

@@ -72,6 +72,7 @@ fn product(p: Pending, features: &[String], dimensions: &[String]) -> Product {
                 name: e.name,
                 unit: e.unit,
                 value: e.value,
+                model: e.model,
                 features: e.features.iter().map(fi).collect(),
             })
             .collect(),

@@ -7,7 +7,7 @@ use toml::Spanned;
 use super::names::{FEATURE_RULE, is_valid_feature};
 use super::pending::{PendingEntitlement, PendingLicense};
 use crate::diagnostics::ProductDiagnostics;
-use crate::model::{MARKETPLACE_KEY_FINGERPRINT, Pricing};
+use crate::model::{MARKETPLACE_KEY_FINGERPRINT, Pricing, UnitModel};
 use crate::raw::{RawEntitlement, RawEntitlements};
 
 /// The valid values of an entitlement's `Unit` (AWS License Manager API
@@ -112,11 +112,27 @@ pub(super) fn license(
         );
         return None;
     };
-    let entitlements = entitlements
+    let entitlements_at = entitlements.span().start;
+    let entitlements: Vec<PendingEntitlement> = entitlements
         .into_inner()
         .into_iter()
         .filter_map(|(name, ent)| entitlement(p, name, ent.into_inner()))
         .collect();
+    // Start-up verification is the process's own checkout: it must ask for
+    // something, or a drawdown-only product would start unverified.
+    if !entitlements.is_empty()
+        && !entitlements.iter().any(|e| {
+            e.model.is_none() || (e.model == Some(UnitModel::Floating) && e.value.is_some())
+        })
+    {
+        p.error(
+            entitlements_at,
+            "a contract product needs one entitlement the process checks out at start-up (a \
+             tier such as `Subscribed = []`, or a floating entitlement with `value = <n>`): \
+             that checkout is how start-up verifies the contract",
+        );
+        return None;
+    }
     Some(PendingLicense {
         sku,
         key_fingerprint,
@@ -142,8 +158,8 @@ fn entitlement(
         );
         return None;
     }
-    let (unit, value, features) = match ent {
-        RawEntitlement::Features(features) => ("None".to_owned(), None, features),
+    let (unit, value, model, features) = match ent {
+        RawEntitlement::Features(features) => ("None".to_owned(), None, None, features),
         RawEntitlement::Table(t) => {
             let unit_at = t.unit.span().start;
             let unit = t.unit.into_inner();
@@ -158,18 +174,55 @@ fn entitlement(
                 );
                 return None;
             }
-            let value = t.value.map(|v| v.into_inner().to_string());
-            if unit != "None" && value.is_none() {
+            let model = counted_model(p, &name, &unit, unit_at, t.model).ok()?;
+            let value = match (model, t.value) {
+                (_, None) => None,
+                (None, Some(v)) => {
+                    p.error(
+                        v.span().start,
+                        format_args!(
+                            "entitlement `{name}` has unit `None` (a tier): it has no `value`; \
+                             remove it"
+                        ),
+                    );
+                    return None;
+                }
+                (Some(UnitModel::Drawdown), Some(v)) => {
+                    p.error(
+                        v.span().start,
+                        format_args!(
+                            "entitlement `{name}` is `drawdown`: its units are drawn as they are \
+                             used (`marketgate::draw!`), never held by the process; remove \
+                             `value`"
+                        ),
+                    );
+                    return None;
+                }
+                (Some(UnitModel::Floating), Some(v)) if *v.get_ref() == 0 => {
+                    p.error(
+                        v.span().start,
+                        format_args!(
+                            "entitlement `{name}` asks for `value = 0`: a checkout takes at least \
+                             1 unit; remove `value` to take units only with `marketgate::checkout!`"
+                        ),
+                    );
+                    return None;
+                }
+                (Some(UnitModel::Floating), Some(v)) => Some(v.into_inner().to_string()),
+            };
+            let on_demand = model.is_some() && value.is_none();
+            if on_demand && let Some(first) = t.features.first() {
                 p.error(
-                    unit_at,
+                    first.span().start,
                     format_args!(
-                        "entitlement `{name}` counts `{unit}` and needs `value = <n>`: how many \
-                         to check out (e.g. 1 seat)"
+                        "entitlement `{name}` is taken on demand by seller code (no `value` held \
+                         by the process), so it cannot unlock features for the whole process; \
+                         remove `features`, or give it `model = \"floating\"` and `value = <n>`"
                     ),
                 );
                 return None;
             }
-            (unit, value, t.features)
+            (unit, value, model, t.features)
         }
     };
     let mut names = Vec::new();
@@ -188,6 +241,68 @@ fn entitlement(
         name,
         unit,
         value,
+        model,
         features: names,
     })
+}
+
+/// The `model` of an entitlement with `unit`: required for counted units,
+/// refused for a tier. `Err` once the problem is reported.
+fn counted_model(
+    p: &mut ProductDiagnostics,
+    name: &str,
+    unit: &str,
+    unit_at: usize,
+    model: Option<Spanned<String>>,
+) -> Result<Option<UnitModel>, ()> {
+    let names = || {
+        UnitModel::ALL
+            .iter()
+            .map(|m| format!("\"{}\"", m.name()))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
+    match model {
+        None if unit == "None" => Ok(None),
+        None => {
+            p.error(
+                unit_at,
+                format_args!(
+                    "entitlement `{name}` counts `{unit}` and needs `model = {}`: `floating` \
+                     units return to the buyer's pool when checked in, `drawdown` units are \
+                     consumed for good",
+                    names()
+                ),
+            );
+            Err(())
+        }
+        Some(m) if unit == "None" => {
+            p.error(
+                m.span().start,
+                format_args!(
+                    "entitlement `{name}` has unit `None` (a tier): only counted units have a \
+                     `model`; remove it"
+                ),
+            );
+            Err(())
+        }
+        Some(m) => {
+            let at = m.span().start;
+            let text = m.into_inner();
+            match UnitModel::ALL.into_iter().find(|x| x.name() == text) {
+                Some(model) => Ok(Some(model)),
+                None => {
+                    p.error(
+                        at,
+                        format_args!(
+                            "entitlement `{name}` has `model = \"{}\"`; use {}",
+                            text.escape_debug(),
+                            names()
+                        ),
+                    );
+                    Err(())
+                }
+            }
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! by name: indices are assigned once every product is known.
 
 use crate::keys::PublicKey;
-use crate::model::{Pricing, Tier};
+use crate::model::{Pricing, Tier, UnitModel};
 
 pub(super) struct Pending {
     pub(super) name: String,
@@ -26,5 +26,6 @@ pub(super) struct PendingEntitlement {
     pub(super) name: String,
     pub(super) unit: String,
     pub(super) value: Option<String>,
+    pub(super) model: Option<UnitModel>,
     pub(super) features: Vec<String>,
 }

@@ -10,7 +10,9 @@ use super::lease::Grant;
 use crate::aws::{AwsFailure, Clients, Delivery, Retry, classify};
 use crate::catalog::LicenseSpec;
 
-/// Sends one `PROVISIONAL` checkout of every entitlement the manifest maps.
+/// Sends one `PROVISIONAL` checkout of every entitlement the process holds
+/// for its whole life (tiers, and floating units with a `value`); the units
+/// seller code takes on demand are checked out by `crate::units`.
 /// Retries of one checkout reuse `client_token`, so that a request AWS
 /// already served returns the same consumption instead of a second seat.
 pub(crate) async fn checkout(
@@ -21,6 +23,7 @@ pub(crate) async fn checkout(
     let entitlements: Vec<EntitlementData> = spec
         .entitlements()
         .iter()
+        .filter(|e| e.held_by_process())
         .filter_map(|e| {
             let mut data = EntitlementData::builder()
                 .name(e.name())
@@ -48,7 +51,9 @@ pub(crate) async fn checkout(
 /// Whether a `NoEntitlementsAllowedException` may only mean that every unit
 /// is in use: the checkout asks for a counted entitlement.
 pub(crate) fn asks_for_counted(spec: &LicenseSpec) -> bool {
-    spec.entitlements().iter().any(|e| e.unit() != "None")
+    spec.entitlements()
+        .iter()
+        .any(|e| e.held_by_process() && e.unit() != "None")
 }
 
 /// An AWS timestamp string (`IssuedAt`, `Expiration`).

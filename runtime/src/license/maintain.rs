@@ -29,6 +29,9 @@ pub(crate) struct Driver {
     pub(crate) clock: Monotonic,
     pub(crate) wall: Clock,
     pub(crate) lease: SharedLease,
+    /// Told every license a re-check reads (what the buyer bought, for the
+    /// counted units seller code uses).
+    pub(crate) on_license: Option<fn(&aws_sdk_licensemanager::types::License)>,
 }
 
 /// What one turn of the driver did.
@@ -173,10 +176,15 @@ impl Driver {
         status::record_call("GetLicense", answer.as_ref().map(|_| ()));
         let found = match answer {
             // A license without a status says nothing: like a failed re-check.
-            Ok(output) => output
-                .license()
-                .filter(|license| license.status().is_some())
-                .map(|license| self.found(license)),
+            Ok(output) => {
+                if let (Some(license), Some(tell)) = (output.license(), self.on_license) {
+                    tell(license);
+                }
+                output
+                    .license()
+                    .filter(|license| license.status().is_some())
+                    .map(|license| self.found(license))
+            }
             Err(failure) => {
                 tracing::warn!(target: "marketgate", %failure, "license re-check failed");
                 None

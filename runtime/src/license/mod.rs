@@ -16,7 +16,7 @@ mod maintain;
 
 use std::time::Duration;
 
-pub(crate) use checkout::{asks_for_counted, checkout};
+pub(crate) use checkout::{asks_for_counted, checkout, parse_time};
 pub(crate) use clock::Monotonic;
 pub(crate) use consumption::features_for;
 pub(crate) use lease::{Grant, Lease, Policy, Sent};

@@ -360,6 +360,34 @@ async fn identify_credentials(
     Ok(source)
 }
 
+/// How long `checkout!` retries transient failures before it reports
+/// License Manager unavailable.
+const UNITS_CHECKOUT_BUDGET: Duration = Duration::from_secs(20);
+
+/// The counted-units work of a contract product whose lease holds license
+/// `arn`.
+async fn launch_units(
+    product: &'static Product,
+    clients: &aws::Clients,
+    lease_clock: &license::Monotonic,
+    options: &Options,
+    arn: String,
+) -> Option<Vec<tokio::task::JoinHandle<()>>> {
+    crate::units::launch(
+        product,
+        clients.clone(),
+        lease_clock.clone(),
+        options.clock.clone(),
+        arn,
+        crate::units::Settings {
+            state_dir: options.state_dir.clone(),
+            draw_every: options.checkpoint_every,
+            checkout_budget: UNITS_CHECKOUT_BUDGET,
+        },
+    )
+    .await
+}
+
 /// The background thread: verify, then serve until shutdown.
 async fn run(
     catalog: &'static Catalog,
@@ -396,6 +424,10 @@ async fn run(
         features = ?catalog.feature_names(entitlement::granted()).collect::<Vec<_>>(),
         "entitlement verified"
     );
+    let license_arn = verified
+        .lease
+        .as_ref()
+        .map(|(grant, _)| grant.license_arn.clone());
     let lease = verified.lease.map(|(grant, sent)| {
         let policy = license::policy(options.license_extend, options.license_check);
         let lease: license::SharedLease = Arc::new(std::sync::Mutex::new(license::Lease::new(
@@ -408,9 +440,16 @@ async fn run(
             clock: lease_clock.clone(),
             wall: options.clock.clone(),
             lease: lease.clone(),
+            on_license: Some(crate::units::license_read),
         };
         (lease, tokio::spawn(driver.run()))
     });
+    // Counted units seller code takes (contract products): what the buyer
+    // bought, floating guards, drawdown batches.
+    let units = match license_arn {
+        Some(arn) => Box::pin(launch_units(product, &clients, &lease_clock, &options, arn)).await,
+        None => None,
+    };
     // Metered dimensions exist only for custom pricing (a paid product).
     let metering = (product.dimension_mask() != 0).then(|| {
         let pipeline = Arc::new(tokio::sync::Mutex::new(Pipeline::new(
@@ -449,6 +488,7 @@ async fn run(
         product,
         clients,
         lease,
+        units,
         metering,
         checkpoint_every: options.checkpoint_every,
         check_in_budget: options.flush_budget,

@@ -65,6 +65,8 @@ pub(super) struct ShutdownWork {
     pub(super) clients: aws::Clients,
     /// The license lease and its driver (contract products).
     pub(super) lease: Option<(SharedLease, tokio::task::JoinHandle<()>)>,
+    /// The counted-units tasks (contract products).
+    pub(super) units: Option<Vec<tokio::task::JoinHandle<()>>>,
     /// The pipeline and its background task (reporting, or after a signal
     /// checkpointing only).
     pub(super) metering: Option<(
@@ -104,6 +106,7 @@ impl ShutdownWork {
             product,
             clients,
             lease,
+            units,
             metering,
             check_in_budget,
             checked_in,
@@ -129,7 +132,14 @@ impl ShutdownWork {
                 license::check_in(catalog, product, clients, &lease, *check_in_budget).await;
             }
         };
-        tokio::join!(report, check_in);
+        // Floating guards checked in and drawdown drawn alongside; the
+        // lease's own check-in is unaffected by them.
+        let units_done = async {
+            if let Some(tasks) = units.take() {
+                Box::pin(crate::units::shutdown(tasks, *check_in_budget)).await;
+            }
+        };
+        tokio::join!(report, check_in, units_done);
     }
 }
 

@@ -282,6 +282,7 @@ impl LeaseProcess {
                 clock,
                 wall: config.clock.clone(),
                 lease: lease.clone(),
+                on_license: None,
             },
             lease,
             wall: config.clock.clone(),

@@ -31,6 +31,10 @@ const GROUPS: &[(&str, &[&str])] = &[
             "two_dimensions_in_one",
             "not_a_function",
             "item_does_not_parse",
+            "entitlement_typo",
+            "checkout_on_drawdown",
+            "draw_on_floating",
+            "draw_on_tier",
         ],
     ),
     ("does-not-exist.toml", &["manifest_missing"]),
@@ -54,6 +58,14 @@ const GROUPS: &[(&str, &[&str])] = &[
     (
         "max_unreported_without_dimensions.toml",
         &["manifest_max_unreported_without_dimensions"],
+    ),
+    (
+        "counted_without_model.toml",
+        &["manifest_counted_without_model"],
+    ),
+    (
+        "drawdown_with_value.toml",
+        &["manifest_drawdown_with_value"],
     ),
 ];
 

@@ -1,0 +1,218 @@
+//! Counted units of contract products, as seller code uses them: what the
+//! buyer bought ([`entitlement`](crate::entitlement!)), floating units held
+//! for a piece of work ([`checkout`](crate::checkout!)) and drawdown units
+//! consumed for good ([`draw`](crate::draw!)).
+//!
+//! AWS Marketplace's contract models (Seller Guide, "Contract pricing for
+//! container products"; `docs/contract.md`):
+//!
+//! - **tiered**: `Unit = None` entitlements, checked out once by the
+//!   process's lease (`crate::license`);
+//! - **configurable floating**: counted units returned to the pool. Each
+//!   [`Units`] guard is one `PROVISIONAL` consumption, extended by one shared
+//!   schedule ([`floating`]) and checked in when dropped or at shutdown; AWS
+//!   checks it in by itself 60 minutes after the last extension, which is
+//!   what a crash costs;
+//! - **configurable drawdown**: counted units consumed for good. `draw!`
+//!   counts units on the hot path; every checkpoint interval the background
+//!   task journals the count as a batch with a fresh client token, then
+//!   draws it with one `PERPETUAL` checkout ([`drawdown`]). A crash before
+//!   the batch is journaled loses at most one interval's units; a journaled
+//!   batch is resent with the same client token until AWS answers, so it is
+//!   never drawn twice.
+
+mod drawdown;
+mod floating;
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) mod journal;
+mod quantity;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+pub use drawdown::DrawSite;
+pub use floating::Units;
+pub use quantity::Quantity;
+
+use crate::aws::Clients;
+use crate::catalog::{EntitlementSpec, LicenseSpec, Product, UnitModel};
+use crate::denied::{DenialReason, Denied, Subject};
+use crate::license::Monotonic;
+use crate::time::Clock;
+
+/// What the runtime passes when a contract product starts.
+pub(crate) struct Settings {
+    pub(crate) state_dir: PathBuf,
+    /// How often counted drawdown units are journaled and drawn.
+    pub(crate) draw_every: Duration,
+    /// How long a checkout of floating units retries transient failures.
+    pub(crate) checkout_budget: Duration,
+}
+
+/// What the buyer's license says of one entitlement (`GetLicense`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Purchased {
+    pub(crate) unit: String,
+    pub(crate) max_count: Option<u64>,
+    pub(crate) overage: bool,
+    pub(crate) allow_check_in: bool,
+}
+
+/// The counted-units state of the running contract product.
+pub(crate) struct Shared {
+    pub(crate) product: &'static Product,
+    pub(crate) spec: &'static LicenseSpec,
+    pub(crate) clients: Clients,
+    pub(crate) handle: tokio::runtime::Handle,
+    pub(crate) clock: Monotonic,
+    pub(crate) wall: Clock,
+    pub(crate) settings: Settings,
+    /// The license read back last, by entitlement name, and when.
+    read: Mutex<Option<(BTreeMap<String, Purchased>, SystemTime)>>,
+    pub(crate) pool: Mutex<floating::Pool>,
+    pub(crate) pool_changed: tokio::sync::Notify,
+    pub(crate) drawing: Mutex<drawdown::Drawing>,
+}
+
+static SHARED: RwLock<Option<Arc<Shared>>> = RwLock::new(None);
+/// Set from shutdown until the next start: denials then say `Stopped`.
+static STOPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The running contract product's state, if any.
+pub(crate) fn shared() -> Option<Arc<Shared>> {
+    SHARED
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+}
+
+/// The entitlement `name` of the running product, or why not.
+fn spec_of(shared: &Shared, name: &'static str) -> Result<&'static EntitlementSpec, Denied> {
+    shared
+        .spec
+        .entitlements()
+        .iter()
+        .find(|e| e.name() == name)
+        .ok_or(Denied::new(
+            Subject::Entitlement(name),
+            DenialReason::NotInProduct {
+                product: shared.product.name(),
+            },
+        ))
+}
+
+/// A denial of `name` when no contract product runs.
+fn not_running(name: &'static str) -> Denied {
+    Denied::new(
+        Subject::Entitlement(name),
+        if STOPPED.load(std::sync::atomic::Ordering::Acquire) {
+            DenialReason::Stopped
+        } else {
+            DenialReason::NotVerified
+        },
+    )
+}
+
+/// Starts the counted-units work of a contract product: the license is read
+/// back once (what the buyer bought), the floating schedule and the
+/// drawdown task start.
+pub(crate) async fn launch(
+    product: &'static Product,
+    clients: Clients,
+    clock: Monotonic,
+    wall: Clock,
+    license_arn: String,
+    settings: Settings,
+) -> Option<Vec<tokio::task::JoinHandle<()>>> {
+    let spec = product.license()?;
+    let shared = Arc::new(Shared {
+        product,
+        spec,
+        clients,
+        handle: tokio::runtime::Handle::current(),
+        clock,
+        wall,
+        settings,
+        read: Mutex::new(None),
+        pool: Mutex::new(floating::Pool::default()),
+        pool_changed: tokio::sync::Notify::new(),
+        drawing: Mutex::new(drawdown::Drawing::default()),
+    });
+    STOPPED.store(false, std::sync::atomic::Ordering::Release);
+    quantity::read_license(&shared, &license_arn).await;
+    *SHARED.write().unwrap_or_else(PoisonError::into_inner) = Some(shared.clone());
+    drawdown::open(&shared);
+    let mut tasks = vec![tokio::spawn(floating::run(shared.clone()))];
+    if spec
+        .entitlements()
+        .iter()
+        .any(|e| e.model() == Some(UnitModel::Drawdown))
+    {
+        tasks.push(tokio::spawn(drawdown::run(shared)));
+    }
+    Some(tasks)
+}
+
+/// At shutdown, within `budget`: the last counted drawdown units are drawn
+/// and every floating guard still held is checked in. From here on,
+/// checkouts and draws are denied.
+pub(crate) async fn shutdown(tasks: Vec<tokio::task::JoinHandle<()>>, budget: Duration) {
+    let Some(shared) = SHARED
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+    else {
+        return;
+    };
+    STOPPED.store(true, std::sync::atomic::Ordering::Release);
+    for task in tasks {
+        task.abort();
+    }
+    drawdown::close();
+    let draw = tokio::time::timeout(budget, drawdown::flush(&shared));
+    let check_in = floating::check_in_all(&shared, budget);
+    let (drawn, ()) = tokio::join!(draw, check_in);
+    if drawn.is_err() {
+        tracing::warn!(
+            target: "marketgate",
+            "the last drawdown batch was not answered within the shutdown budget; it stays in \
+             the journal and is sent again, with the same client token, at the next start"
+        );
+    }
+}
+
+/// The license read back by the lease's periodic re-check: what the buyer
+/// bought now.
+pub(crate) fn license_read(license: &aws_sdk_licensemanager::types::License) {
+    if let Some(shared) = shared() {
+        quantity::store(&shared, license);
+    }
+}
+
+#[doc(hidden)]
+/// `marketgate::entitlement!`: what the buyer bought of entitlement `name`.
+///
+/// # Errors
+/// [`Denied`] when no contract product runs, it has no entitlement `name`,
+/// or the buyer's license does not list it.
+pub fn entitlement(name: &'static str) -> Result<Quantity, Denied> {
+    let shared = shared().ok_or_else(|| not_running(name))?;
+    quantity::quantity(&shared, name)
+}
+
+#[doc(hidden)]
+/// `marketgate::checkout!`: takes `count` floating units of `name`.
+///
+/// # Errors
+/// [`Denied`] with [`DenialReason::Exhausted`] when the pool has not
+/// `count` units free, [`DenialReason::Unavailable`] when License Manager
+/// cannot be reached.
+pub async fn checkout(name: &'static str, count: u64) -> Result<Units, Denied> {
+    floating::checkout(name, count).await
+}

@@ -1,0 +1,7 @@
+async fn job() {
+    let _ = marketgate::checkout!("Scans", 1).await;
+}
+
+fn main() {
+    drop(job());
+}

@@ -1,0 +1,3 @@
+fn main() {
+    let _ = marketgate::draw!("Scans", 1);
+}
