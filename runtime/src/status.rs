@@ -331,6 +331,11 @@ pub(crate) fn update_license(update: impl FnOnce(&mut Option<LicenseStatus>)) {
     update(&mut inner().license);
 }
 
+/// The lease's state, if a license is held or was.
+pub(crate) fn lease_state() -> Option<LeaseState> {
+    inner().license.as_ref().map(|l| l.state)
+}
+
 pub(crate) fn record_call(operation: &'static str, result: Result<(), &AwsFailure>) {
     let status = match result {
         Ok(()) => CallStatus {

@@ -404,6 +404,63 @@ async fn a_drawn_batch_whose_answer_was_lost_is_resent_with_its_token_after_a_re
     assert_eq!(perpetual, 1);
 }
 
+#[tokio::test]
+async fn draws_stop_while_license_manager_is_blocked_and_resume_when_it_answers() {
+    let _serial = serial().await;
+    let sim = simulator(config(1, 1000)).await;
+    let guard = start(&sim, "AKIDUNITSBLOCK").await;
+    // A buyer blocks License Manager's checkouts (the lease's extensions
+    // still pass): the batch waits, and after 30 minutes draws stop.
+    let fault = sim
+        .inject(
+            Operation::CheckoutLicense,
+            Fault::DropConnection,
+            Trigger::Probability(1.0),
+        )
+        .expect("fault");
+    scan(10).expect("counted");
+    for _ in 0..4 {
+        sim.clock().advance(10 * MIN);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eventually("draws to be denied", || {
+        matches!(scan(1), Err(AppError::Denied(d)) if matches!(d.reason(), DenialReason::Unavailable { .. }))
+    })
+    .await;
+    assert_eq!(taken(&sim, "Scans").1, 0);
+    assert!(sim.remove_fault(fault));
+    eventually("the batch to be drawn and draws accepted", || {
+        taken(&sim, "Scans").1 == 10 && scan(1).is_ok()
+    })
+    .await;
+
+    // The lease lapses (License Manager unreachable past its deadline):
+    // draws stop with the features.
+    let faults: Vec<u64> = [
+        Operation::CheckoutLicense,
+        Operation::ExtendLicenseConsumption,
+        Operation::GetLicense,
+    ]
+    .into_iter()
+    .map(|op| {
+        sim.inject(op, Fault::DropConnection, Trigger::Probability(1.0))
+            .expect("fault")
+    })
+    .collect();
+    for _ in 0..7 {
+        sim.clock().advance(10 * MIN);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eventually("draws to be denied with the lapsed license", || {
+        matches!(scan(1), Err(AppError::Denied(d)) if matches!(d.reason(), DenialReason::LicenseNotRenewed { .. }))
+    })
+    .await;
+    for id in faults {
+        sim.remove_fault(id);
+    }
+    guard.shutdown().await;
+}
+
 /// A `units_worker` process on the contract product, following the
 /// simulator's clock.
 struct Worker {

@@ -14,6 +14,10 @@
 //! - never drawn more than was counted (a batch is what `draw!` counted);
 //! - a crash loses the units counted since the last batch was journaled
 //!   (one checkpoint interval);
+//! - counting stops (`draw!` denies) while the license's lease has lapsed
+//!   (License Manager unreachable past the lease's deadline) and while a
+//!   batch has waited [`BLOCK_AFTER`] for an answer: a buyer who blocks
+//!   License Manager cannot keep drawing for free;
 //! - the balance is known to run out only when AWS refuses a batch
 //!   (`NoEntitlementsAllowedException`): the refused batch's units were used
 //!   but are not drawn (at most one interval's units), and `draw!` denies
@@ -37,12 +41,20 @@ use crate::metering::storage::RealFs;
 /// starts with).
 const SLOTS: usize = 64;
 
+/// How long a journaled batch may wait for AWS's answer before `draw!`
+/// denies (with `DenialReason::Unavailable`) until it is answered.
+pub(crate) const BLOCK_AFTER: std::time::Duration = std::time::Duration::from_mins(30);
+
 const NOT_VERIFIED: u8 = 0;
 const OPEN: u8 = 1;
 const EXHAUSTED: u8 = 2;
 const STOPPED: u8 = 3;
 const NOT_IN_PRODUCT: u8 = 4;
 const NO_JOURNAL: u8 = 5;
+/// A batch has waited too long for an answer.
+const BLOCKED: u8 = 6;
+/// The license's lease has lapsed.
+const LAPSED: u8 = 7;
 
 struct Slot {
     state: AtomicU8,
@@ -132,6 +144,8 @@ impl DrawSite {
             STOPPED => DenialReason::Stopped,
             NOT_IN_PRODUCT => DenialReason::NotInProduct { product },
             NO_JOURNAL => DenialReason::JournalUnavailable,
+            BLOCKED => DenialReason::Unavailable { product },
+            LAPSED => DenialReason::LicenseNotRenewed { product },
             _ => DenialReason::NotVerified,
         };
         Denied::new(Subject::Entitlement(self.name), reason)
@@ -146,6 +160,9 @@ pub(crate) struct Drawing {
     totals: BTreeMap<String, (u64, u64)>,
     /// Why the journal is not open.
     error: Option<String>,
+    /// Lease-clock time each unanswered batch (by seq) was first seen by
+    /// this process.
+    waiting_since: BTreeMap<u64, std::time::Duration>,
 }
 
 /// The drawdown entitlements of the running product, with their slots.
@@ -220,7 +237,15 @@ fn reopen_journal(shared: &Shared, drawing: &mut Drawing) {
     for (_, _, slot) in entitlements(shared) {
         let slot = &TABLE[slot - 1];
         let current = slot.state.load(Ordering::Acquire);
-        if current != EXHAUSTED && current != STOPPED {
+        // Opened: only from not yet verified or journal trouble (blocking
+        // states are the flush's to lift). Trouble: from anything but
+        // exhausted or stopped.
+        let moves = if state == OPEN {
+            matches!(current, NOT_VERIFIED | NO_JOURNAL)
+        } else {
+            current != EXHAUSTED && current != STOPPED
+        };
+        if moves {
             slot.state.store(state, Ordering::Release);
         }
     }
@@ -294,6 +319,7 @@ pub(super) async fn flush(shared: &Shared) {
         send(shared, &mut journal, &batch).await;
     }
     let at = u64::try_from(crate::time::epoch_secs((shared.wall)())).unwrap_or(0);
+    let now = shared.clock.now();
     let mut broken = None;
     for (name, _, slot) in entitlements(shared) {
         let counted = &TABLE[slot - 1].counted;
@@ -330,8 +356,64 @@ pub(super) async fn flush(shared: &Shared) {
             );
         }
     } else {
+        // How long the oldest unanswered batch has waited, as this process
+        // saw it (on the lease's monotonic clock).
+        let pending: Vec<u64> = journal.pending().iter().map(|b| b.seq).collect();
+        drawing.waiting_since.retain(|seq, _| pending.contains(seq));
+        for seq in pending {
+            drawing.waiting_since.entry(seq).or_insert(now);
+        }
+        let stuck = drawing
+            .waiting_since
+            .values()
+            .min()
+            .is_some_and(|since| now.saturating_sub(*since) >= BLOCK_AFTER);
         drawing.journal = Some(journal);
         refresh_totals(&mut drawing);
+        let lapsed = crate::status::lease_state() == Some(crate::status::LeaseState::Lapsed);
+        block(
+            shared,
+            if lapsed {
+                LAPSED
+            } else if stuck {
+                BLOCKED
+            } else {
+                OPEN
+            },
+        );
+    }
+}
+
+/// Moves the product's slots between open and the blocking states (never
+/// out of exhausted, stopped or journal trouble).
+fn block(shared: &Shared, to: u8) {
+    for (name, _, slot) in entitlements(shared) {
+        let slot = &TABLE[slot - 1];
+        let from = slot.state.load(Ordering::Acquire);
+        if matches!(from, OPEN | BLOCKED | LAPSED)
+            && from != to
+            && slot
+                .state
+                .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            match to {
+                BLOCKED => tracing::warn!(
+                    target: "marketgate",
+                    entitlement = name,
+                    "a drawdown batch has waited 30 minutes for License Manager: draw! is \
+                     denied until it is answered"
+                ),
+                LAPSED => tracing::warn!(
+                    target: "marketgate",
+                    entitlement = name,
+                    "the license's lease has lapsed: draw! is denied until a license is held again"
+                ),
+                _ => {
+                    tracing::info!(target: "marketgate", entitlement = name, "draw! accepted again")
+                }
+            }
+        }
     }
 }
 
