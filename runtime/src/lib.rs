@@ -99,6 +99,7 @@ mod status;
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 mod time;
+mod units;
 mod usage;
 
 #[doc(hidden)]
