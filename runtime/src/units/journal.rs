@@ -296,14 +296,23 @@ fn decode(bytes: &[u8]) -> Decoded {
 
 // ---- state -----------------------------------------------------------------
 
-/// Why a batch is not plausible, if it is not.
-fn invalid(entitlement: &str, units: u64, token: &str) -> Option<&'static str> {
+/// Why an entitlement name is not plausible, if it is not.
+fn invalid_name(entitlement: &str) -> Option<&'static str> {
     if entitlement.is_empty() {
         Some("the entitlement name is empty")
     } else if entitlement.len() > MAX_ENTITLEMENT {
         Some("the entitlement name is longer than 512 bytes")
     } else if entitlement.chars().any(char::is_control) {
         Some("the entitlement name holds control characters")
+    } else {
+        None
+    }
+}
+
+/// Why a batch is not plausible, if it is not.
+fn invalid(entitlement: &str, units: u64, token: &str) -> Option<&'static str> {
+    if let Some(reason) = invalid_name(entitlement) {
+        Some(reason)
     } else if units == 0 {
         Some("a batch draws at least 1 unit")
     } else if token.is_empty() {
@@ -372,8 +381,7 @@ fn replay(records: impl Iterator<Item = Record>) -> (State, Option<u64>, u64) {
                 drawn,
                 refused,
             } => {
-                if invalid(&entitlement, 1, "t").is_some()
-                    || !totals_seen.insert(entitlement.clone())
+                if invalid_name(&entitlement).is_some() || !totals_seen.insert(entitlement.clone())
                 {
                     implausible += 1;
                     continue;
@@ -841,17 +849,23 @@ mod tests {
         let dir = Scratch::new("finish-twice");
         let (mut j, _) = open(&dir);
         let a = j.begin("seats", 2, "tok-a".into(), 1).expect("begin");
+        let b = j.begin("seats", 5, "tok-b".into(), 1).expect("begin");
         j.finish(a.seq, Outcome::Drawn).expect("finish");
         let size = j.size();
         j.finish(a.seq, Outcome::Refused).expect("finish again");
-        j.finish(a.seq + 7, Outcome::Drawn).expect("unknown");
+        j.finish(b.seq + 7, Outcome::Drawn).expect("unknown");
+        let expected = Totals {
+            drawn: 2,
+            refused: 0,
+            pending: 5,
+        };
         assert_eq!(j.size(), size);
-        assert_eq!(j.totals()["seats"].drawn, 2);
-        assert_eq!(j.totals()["seats"].refused, 0);
+        assert_eq!(j.totals()["seats"], expected);
+        assert_eq!(j.pending(), std::slice::from_ref(&b));
         drop(j);
         let (j, r) = open(&dir);
         assert_eq!(r.implausible_frames, 0);
-        assert_eq!(j.totals()["seats"].drawn, 2);
+        assert_eq!(j.totals()["seats"], expected);
     }
 
     #[test]
@@ -1130,6 +1144,11 @@ mod tests {
                 drawn: 1000,
                 refused: 1000,
             },
+            Record::Totals {
+                entitlement: String::new(),
+                drawn: 1000,
+                refused: 1000,
+            },
             batch(3, 0, "zero"),
             batch(4, 2, ""),
             batch(5, 2, "has space"),
@@ -1157,11 +1176,12 @@ mod tests {
         ];
         std::fs::write(dir.file(), encode(&records)).expect("write");
         let (mut j, r) = open(&dir);
-        assert_eq!(r.implausible_frames, 10);
+        assert_eq!(r.implausible_frames, 11);
         assert_eq!((r.damaged_frames, r.torn_tail_bytes), (0, 0));
         assert!(r.damaged_copy.is_some());
         assert_eq!(r.pending.len(), 1);
         assert_eq!(r.pending[0].client_token, "also-good");
+        assert_eq!(j.totals().len(), 1, "{:?}", j.totals());
         assert_eq!(
             j.totals()["seats"],
             Totals {
