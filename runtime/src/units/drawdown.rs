@@ -410,7 +410,7 @@ fn block(shared: &Shared, to: u8) {
                     "the license's lease has lapsed: draw! is denied until a license is held again"
                 ),
                 _ => {
-                    tracing::info!(target: "marketgate", entitlement = name, "draw! accepted again")
+                    tracing::info!(target: "marketgate", entitlement = name, "draw! accepted again");
                 }
             }
         }
