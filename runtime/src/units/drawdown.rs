@@ -24,14 +24,13 @@
 //!   from then on, until the license read back shows a change (the buyer
 //!   bought more).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_licensemanager::types::{CheckoutType, EntitlementData, EntitlementDataUnit};
 
 use super::journal::{Batch, DrawJournal, Outcome};
-use super::{Shared, lock};
+use super::state::{Drawing, Shared, lock};
 use crate::aws::{AwsFailure, Retry, classify};
 use crate::catalog::UnitModel;
 use crate::denied::{DenialReason, Denied, Subject};
@@ -87,10 +86,28 @@ fn slot_of(name: &'static str) -> usize {
     let i = names.len();
     // A slot made while a product runs that has no such drawdown
     // entitlement (those it has were made at start).
-    if lock(&PRODUCT).is_some() && super::shared().is_some() {
+    if lock(&PRODUCT).is_some() && super::state::shared().is_some() {
         TABLE[i - 1].state.store(NOT_IN_PRODUCT, Ordering::Release);
     }
     i
+}
+
+/// `testing`: lets `draw!` count units of `name` without a runtime.
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn testing_open(name: &'static str) {
+    let slot = slot_of(name);
+    if slot != 0 {
+        TABLE[slot - 1].state.store(OPEN, Ordering::Release);
+    }
+}
+
+/// `testing`: the units `draw!` counted for `name` and not yet batched.
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn testing_counted(name: &'static str) -> u64 {
+    match slot_of(name) {
+        0 => 0,
+        slot => TABLE[slot - 1].counted.load(Ordering::Acquire),
+    }
 }
 
 /// One `draw!` call site: its entitlement and, once resolved, its slot.
@@ -150,19 +167,6 @@ impl DrawSite {
         };
         Denied::new(Subject::Entitlement(self.name), reason)
     }
-}
-
-/// The journal and what it says, behind the runtime's lock.
-#[derive(Default)]
-pub(crate) struct Drawing {
-    journal: Option<DrawJournal>,
-    /// Per entitlement: units drawn and units journaled but not answered.
-    totals: BTreeMap<String, (u64, u64)>,
-    /// Why the journal is not open.
-    error: Option<String>,
-    /// Lease-clock time each unanswered batch (by seq) was first seen by
-    /// this process.
-    waiting_since: BTreeMap<u64, std::time::Duration>,
 }
 
 /// The drawdown entitlements of the running product, with their slots.

@@ -14,14 +14,13 @@
 //! shutdown every guard still alive is checked in. After a crash AWS
 //! returns the units 60 minutes after the last extension.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_licensemanager::types::{CheckoutType, EntitlementData, EntitlementDataUnit};
 
-use super::{Shared, lock, not_running, shared, spec_of};
+use super::state::{Held, Shared, lock, not_running, shared, spec_of};
 use crate::aws::retry::{Backoff, Exhausted};
 use crate::aws::{AwsFailure, Retry, classify};
 use crate::catalog::UnitModel;
@@ -33,35 +32,6 @@ pub(crate) const COALESCE: Duration = Duration::from_mins(5);
 /// First retry of a failed extension; doubles up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_secs(10);
 const RETRY_MAX: Duration = Duration::from_mins(2);
-
-/// Every live guard's consumption, by guard id.
-#[derive(Default)]
-pub(crate) struct Pool {
-    held: BTreeMap<u64, Held>,
-}
-
-struct Held {
-    name: &'static str,
-    count: u64,
-    token: String,
-    /// Lease-clock time after which the consumption may have expired.
-    deadline: Duration,
-    /// Lease-clock time of the next extension.
-    next: Duration,
-    failures: u32,
-    lost: Arc<AtomicBool>,
-}
-
-impl Pool {
-    /// Units of `name` held by live guards.
-    pub(crate) fn held(&self, name: &str) -> u64 {
-        self.held
-            .values()
-            .filter(|h| h.name == name)
-            .map(|h| h.count)
-            .sum()
-    }
-}
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -254,7 +224,7 @@ pub(super) async fn checkout(name: &'static str, count: u64) -> Result<Units, De
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     // The runtime may have shut down while the checkout was in flight: then
     // nothing will extend or check in these units, so give them back now.
-    if super::shared().is_none_or(|now| !Arc::ptr_eq(&now, &shared)) {
+    if super::state::shared().is_none_or(|now| !Arc::ptr_eq(&now, &shared)) {
         let _ = shared
             .handle
             .clone()

@@ -21,103 +21,30 @@
 //!   batch is resent with the same client token until AWS answers, so it is
 //!   never drawn twice.
 
-mod drawdown;
+pub(crate) mod drawdown;
 mod floating;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz_journal;
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod journal;
 mod quantity;
+mod state;
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 pub use drawdown::DrawSite;
 pub use floating::Units;
 pub use quantity::Quantity;
 
+pub(crate) use state::Settings;
+use state::{SHARED, STOPPED, Shared, not_running, shared};
+
 use crate::aws::Clients;
-use crate::catalog::{EntitlementSpec, LicenseSpec, Product, UnitModel};
-use crate::denied::{DenialReason, Denied, Subject};
+use crate::catalog::{Product, UnitModel};
+use crate::denied::Denied;
 use crate::license::Monotonic;
 use crate::time::Clock;
-
-/// What the runtime passes when a contract product starts.
-pub(crate) struct Settings {
-    pub(crate) state_dir: PathBuf,
-    /// How often counted drawdown units are journaled and drawn.
-    pub(crate) draw_every: Duration,
-    /// How long a checkout of floating units retries transient failures.
-    pub(crate) checkout_budget: Duration,
-}
-
-/// What the buyer's license says of one entitlement (`GetLicense`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Purchased {
-    pub(crate) unit: String,
-    pub(crate) max_count: Option<u64>,
-    pub(crate) overage: bool,
-    pub(crate) allow_check_in: bool,
-}
-
-/// The counted-units state of the running contract product.
-pub(crate) struct Shared {
-    pub(crate) product: &'static Product,
-    pub(crate) spec: &'static LicenseSpec,
-    pub(crate) clients: Clients,
-    pub(crate) handle: tokio::runtime::Handle,
-    pub(crate) clock: Monotonic,
-    pub(crate) wall: Clock,
-    pub(crate) settings: Settings,
-    /// The license read back last, by entitlement name, and when.
-    read: Mutex<Option<(BTreeMap<String, Purchased>, SystemTime)>>,
-    pub(crate) pool: Mutex<floating::Pool>,
-    pub(crate) pool_changed: tokio::sync::Notify,
-    pub(crate) drawing: Mutex<drawdown::Drawing>,
-}
-
-static SHARED: RwLock<Option<Arc<Shared>>> = RwLock::new(None);
-/// Set from shutdown until the next start: denials then say `Stopped`.
-static STOPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The running contract product's state, if any.
-pub(crate) fn shared() -> Option<Arc<Shared>> {
-    SHARED
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone()
-}
-
-/// The entitlement `name` of the running product, or why not.
-fn spec_of(shared: &Shared, name: &'static str) -> Result<&'static EntitlementSpec, Denied> {
-    shared
-        .spec
-        .entitlements()
-        .iter()
-        .find(|e| e.name() == name)
-        .ok_or(Denied::new(
-            Subject::Entitlement(name),
-            DenialReason::NotInProduct {
-                product: shared.product.name(),
-            },
-        ))
-}
-
-/// A denial of `name` when no contract product runs.
-fn not_running(name: &'static str) -> Denied {
-    Denied::new(
-        Subject::Entitlement(name),
-        if STOPPED.load(std::sync::atomic::Ordering::Acquire) {
-            DenialReason::Stopped
-        } else {
-            DenialReason::NotVerified
-        },
-    )
-}
 
 /// Starts the counted-units work of a contract product: the license is read
 /// back once (what the buyer bought), the floating schedule and the
@@ -140,9 +67,9 @@ pub(crate) async fn launch(
         wall,
         settings,
         read: Mutex::new(None),
-        pool: Mutex::new(floating::Pool::default()),
+        pool: Mutex::new(state::Pool::default()),
         pool_changed: tokio::sync::Notify::new(),
-        drawing: Mutex::new(drawdown::Drawing::default()),
+        drawing: Mutex::new(state::Drawing::default()),
     });
     STOPPED.store(false, std::sync::atomic::Ordering::Release);
     quantity::read_license(&shared, &license_arn).await;

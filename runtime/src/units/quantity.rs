@@ -7,7 +7,8 @@ use std::time::SystemTime;
 
 use aws_sdk_licensemanager::types::License;
 
-use super::{Purchased, Shared, lock};
+use super::drawdown;
+use super::state::{Purchased, Shared, lock, spec_of};
 use crate::aws::classify;
 use crate::catalog::UnitModel;
 use crate::denied::{DenialReason, Denied, Subject};
@@ -101,12 +102,12 @@ pub(super) fn store(shared: &Shared, license: &License) {
     if changed {
         tracing::info!(target: "marketgate", "the license's entitlements changed");
         // A drawdown balance the buyer topped up may be drawn from again.
-        super::drawdown::reopen_exhausted(shared);
+        drawdown::reopen_exhausted(shared);
     }
 }
 
 pub(super) fn quantity(shared: &Shared, name: &'static str) -> Result<Quantity, Denied> {
-    let spec = super::spec_of(shared, name)?;
+    let spec = spec_of(shared, name)?;
     let denied = |reason| Denied::new(Subject::Entitlement(name), reason);
     let read = lock(&shared.read);
     let Some((entitlements, read_at)) = read.as_ref() else {
@@ -126,7 +127,7 @@ pub(super) fn quantity(shared: &Shared, name: &'static str) -> Result<Quantity, 
     } else {
         0
     };
-    let (drawn, pending) = super::drawdown::totals(shared, name);
+    let (drawn, pending) = drawdown::totals(shared, name);
     Ok(Quantity {
         name,
         unit: bought.unit.clone(),
