@@ -47,3 +47,11 @@ pub fn verify_registration(
 pub fn recover_journal(bytes: &[u8], now_hour: i64) {
     crate::metering::fuzz_journal::check(bytes, now_hour);
 }
+
+/// Recovers `bytes` as the drawdown journal (`drawdown.journal`) a previous
+/// run left and panics if recovery breaks one of its properties: never a
+/// panic, only batches the runtime could have written, never a reused
+/// `seq`, the same state when reopened.
+pub fn recover_draw_journal(bytes: &[u8]) {
+    crate::units::fuzz_journal::check(bytes);
+}
