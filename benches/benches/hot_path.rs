@@ -106,9 +106,17 @@ impl Recorder for RegistryRecorder {
     }
 }
 
+/// `draw!` of one unit of the drawdown entitlement `Scans`.
+#[inline(never)]
+fn drawn(x: u64) -> Result<u64, Refused> {
+    marketgate::draw!("Scans", 1)?;
+    Ok(x.wrapping_mul(3))
+}
+
 fn setup() {
     let catalog = marketgate::catalog!();
     marketgate::testing::activate(catalog, "usage").expect("activate the bench product");
+    marketgate::testing::open_drawdown("Scans");
     metrics::set_global_recorder(RegistryRecorder(Registry::atomic()))
         .expect("install the metrics recorder");
 }
@@ -158,6 +166,10 @@ fn metered_group(c: &mut Criterion) {
         });
         g.bench_function("mutex_hashmap", |b| {
             b.iter_custom(|n| parallel(threads, n, |x| drop(black_box(mutex_metered(&counts, x)))));
+        });
+        // `draw!` counts like `#[metered]`: it belongs in the same run.
+        g.bench_function("draw", |b| {
+            b.iter_custom(|n| parallel(threads, n, |x| drop(black_box(drawn(x)))));
         });
         g.finish();
     }

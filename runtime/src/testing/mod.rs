@@ -83,6 +83,21 @@ pub fn activate_licensed(
     Ok(())
 }
 
+/// Lets `marketgate::draw!` count units of the drawdown entitlement `name`
+/// without AWS, as a verified contract would: for tests and benchmarks of
+/// code that draws. Nothing is ever drawn (no runtime runs); read what was
+/// counted with [`counted_draws`].
+pub fn open_drawdown(name: &'static str) {
+    crate::units::drawdown::testing_open(name);
+}
+
+/// Units `marketgate::draw!` counted for `name` since [`open_drawdown`] (and
+/// not drawn: no runtime runs).
+#[must_use]
+pub fn counted_draws(name: &'static str) -> u64 {
+    crate::units::drawdown::testing_counted(name)
+}
+
 /// Revokes everything: every check is denied again.
 pub fn deactivate() {
     entitlement::revoke_all();
