@@ -15,6 +15,9 @@ pub(crate) const FILE_NAME: &str = "Marketplace.toml";
 pub const MAX_FEATURES: usize = 256;
 /// The most dimensions one catalog can hold (the runtime's dimension mask).
 pub(crate) const MAX_DIMENSIONS: usize = 64;
+/// The most distinct drawdown entitlements one catalog can hold (the
+/// runtime's drawdown counters).
+pub(crate) const MAX_DRAWDOWN: usize = 64;
 
 /// The `KeyFingerprint` of every license AWS Marketplace issues, the default
 /// of `key-fingerprint`. AWS Marketplace Seller Guide, "Integrating an AWS

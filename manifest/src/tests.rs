@@ -240,6 +240,26 @@ fn counted_entitlements_declare_floating_or_drawdown() {
 }
 
 #[test]
+fn one_entitlement_name_has_one_model_in_every_product() {
+    let two = |a: &str, b: &str| {
+        format!(
+            "[[product]]\nname = \"a\"\ncode = \"c1\"\ntier = \"paid\"\npricing = \"contract\"\n\
+             sku = \"s1\"\nentitlements = {{ T = [], U = {a} }}\n\
+             [[product]]\nname = \"b\"\ncode = \"c2\"\ntier = \"paid\"\npricing = \"contract\"\n\
+             sku = \"s2\"\nentitlements = {{ T = [], U = {b} }}\n"
+        )
+    };
+    let floating = "{ unit = \"Count\", model = \"floating\" }";
+    let drawdown = "{ unit = \"Count\", model = \"drawdown\" }";
+    check(&two(floating, floating)).unwrap_or_else(|e| panic!("{e:#?}"));
+    let e = one_error(&two(floating, drawdown));
+    assert!(
+        e.contains("entitlement `U` is `floating` in product `a` but `drawdown` in product `b`"),
+        "{e}"
+    );
+}
+
+#[test]
 fn the_model_is_part_of_the_fingerprint() {
     let f = |model: &str| {
         check(&contract(&format!(

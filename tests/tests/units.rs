@@ -215,6 +215,28 @@ async fn floating_units_never_exceed_the_pool_and_come_back_when_dropped() {
     b.release().await.expect("checked in");
     assert_eq!(taken(&sim, "Jobs").0, 1);
 
+    // A caller that stops waiting costs the pool nothing: the units the
+    // runtime got are checked straight back in.
+    let slow = sim
+        .inject(
+            Operation::CheckoutLicense,
+            Fault::Latency(Duration::from_millis(300)),
+            Trigger::NextCalls(1),
+        )
+        .expect("fault");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), start_job())
+            .await
+            .is_err()
+    );
+    sim.remove_fault(slow);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually("the abandoned checkout to be checked in", || {
+        taken(&sim, "Jobs").0 == 1
+    })
+    .await;
+    assert_eq!(jobs_checkouts(&sim).len(), 4, "the abandoned one was made");
+
     // Shutdown checks in what is still held.
     assert!(c.is_held());
     guard.shutdown().await;
@@ -296,6 +318,9 @@ async fn floating_units_are_given_up_at_their_deadline_when_license_manager_is_g
     // ...and given up after it: AWS has the unit back by then.
     sim.clock().advance(6 * MIN);
     eventually("the guard to be given up", || !job.is_held()).await;
+    tokio::time::timeout(Duration::from_secs(5), job.lost())
+        .await
+        .expect("lost() resolves once the units are given up");
     sim.clock().advance(5 * MIN);
     assert_eq!(taken(&sim, "Jobs").0, 0);
     sim.clear_faults();
@@ -322,6 +347,16 @@ async fn drawdown_draws_exactly_what_threads_used_and_denies_once_exhausted() {
             })
         })
         .collect();
+    // A single draw larger than the whole balance could never be drawn: it
+    // is denied without touching the count.
+    eventually("the license's quantities", || {
+        marketgate::entitlement!("Scans").is_ok_and(|q| q.max_count == Some(1000))
+    })
+    .await;
+    assert!(matches!(
+        scan(1001),
+        Err(AppError::Denied(d)) if matches!(d.reason(), DenialReason::Exhausted { .. })
+    ));
     let used: u64 = threads.into_iter().map(|t| t.join().expect("thread")).sum();
     assert_eq!(used, 4 * 210);
     eventually("every counted unit to be drawn", || {

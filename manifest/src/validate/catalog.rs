@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 
 use super::pending::Pending;
 use crate::diagnostics::Diagnostics;
-use crate::model::{Catalog, Entitlement, License, MAX_DIMENSIONS, MAX_FEATURES, Product};
+use crate::model::{
+    Catalog, Entitlement, License, MAX_DIMENSIONS, MAX_DRAWDOWN, MAX_FEATURES, Product, UnitModel,
+};
 
 /// The catalog of `pending`, if it fits the runtime's limits.
 pub(super) fn catalog(diagnostics: &mut Diagnostics, pending: Vec<Pending>) -> Option<Catalog> {
@@ -40,6 +42,42 @@ pub(super) fn catalog(diagnostics: &mut Diagnostics, pending: Vec<Pending>) -> O
             ),
         );
     }
+    // One entitlement name, one model: `checkout!` and `draw!` are checked
+    // against the name, whichever product runs.
+    let mut models = std::collections::BTreeMap::new();
+    for p in &pending {
+        for e in p.license.iter().flat_map(|l| &l.entitlements) {
+            match models.insert(e.name.clone(), (e.model, p.name.clone())) {
+                Some((other, first)) if other != e.model => diagnostics.error(
+                    0,
+                    None,
+                    format_args!(
+                        "entitlement `{}` is {} in product `{first}` but {} in product `{}`; \
+                         one name must have one model in every product",
+                        e.name,
+                        model_name(other),
+                        model_name(e.model),
+                        p.name
+                    ),
+                ),
+                _ => {}
+            }
+        }
+    }
+    let drawdown = models
+        .values()
+        .filter(|(m, _)| *m == Some(UnitModel::Drawdown))
+        .count();
+    if drawdown > MAX_DRAWDOWN {
+        diagnostics.error(
+            0,
+            None,
+            format_args!(
+                "{drawdown} distinct drawdown entitlements are declared; a catalog holds at most \
+                 {MAX_DRAWDOWN}"
+            ),
+        );
+    }
     if !diagnostics.is_empty() {
         return None;
     }
@@ -54,6 +92,14 @@ pub(super) fn catalog(diagnostics: &mut Diagnostics, pending: Vec<Pending>) -> O
         features,
         dimensions,
     })
+}
+
+/// How messages name an entitlement's model.
+fn model_name(model: Option<UnitModel>) -> String {
+    match model {
+        Some(m) => format!("`{}`", m.name()),
+        None => "a tier".to_owned(),
+    }
 }
 
 /// `p` with its names replaced by their indices in `features` and

@@ -372,7 +372,7 @@ async fn launch_units(
     lease_clock: &license::Monotonic,
     options: &Options,
     arn: String,
-) -> Option<Vec<tokio::task::JoinHandle<()>>> {
+) -> Option<crate::units::Running> {
     crate::units::launch(
         product,
         clients.clone(),

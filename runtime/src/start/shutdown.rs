@@ -66,7 +66,7 @@ pub(super) struct ShutdownWork {
     /// The license lease and its driver (contract products).
     pub(super) lease: Option<(SharedLease, tokio::task::JoinHandle<()>)>,
     /// The counted-units tasks (contract products).
-    pub(super) units: Option<Vec<tokio::task::JoinHandle<()>>>,
+    pub(super) units: Option<crate::units::Running>,
     /// The pipeline and its background task (reporting, or after a signal
     /// checkpointing only).
     pub(super) metering: Option<(
@@ -135,8 +135,8 @@ impl ShutdownWork {
         // Floating guards checked in and drawdown drawn alongside; the
         // lease's own check-in is unaffected by them.
         let units_done = async {
-            if let Some(tasks) = units.take() {
-                Box::pin(crate::units::shutdown(tasks, *check_in_budget)).await;
+            if let Some(running) = units.take() {
+                Box::pin(crate::units::shutdown(running, *check_in_budget)).await;
             }
         };
         tokio::join!(report, check_in, units_done);

@@ -24,6 +24,7 @@
 //!   from then on, until the license read back shows a change (the buyer
 //!   bought more).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -42,7 +43,7 @@ const SLOTS: usize = 64;
 
 /// How long a journaled batch may wait for AWS's answer before `draw!`
 /// denies (with `DenialReason::Unavailable`) until it is answered.
-pub(crate) const BLOCK_AFTER: std::time::Duration = std::time::Duration::from_mins(30);
+pub(crate) const BLOCK_AFTER: std::time::Duration = std::time::Duration::from_mins(10);
 
 const NOT_VERIFIED: u8 = 0;
 const OPEN: u8 = 1;
@@ -58,12 +59,17 @@ const LAPSED: u8 = 7;
 struct Slot {
     state: AtomicU8,
     counted: AtomicU64,
+    /// The most one `draw!` may ask for: the license's `MaxCount` (no limit
+    /// with overage or before the license is read). A bigger draw could
+    /// never be drawn, and would spoil its whole batch.
+    limit: AtomicU64,
 }
 
 static TABLE: [Slot; SLOTS] = [const {
     Slot {
         state: AtomicU8::new(NOT_VERIFIED),
         counted: AtomicU64::new(0),
+        limit: AtomicU64::new(u64::MAX),
     }
 }; SLOTS];
 /// Which entitlement each slot counts; slots are never reused, so a call
@@ -86,8 +92,13 @@ fn slot_of(name: &'static str) -> usize {
     let i = names.len();
     // A slot made while a product runs that has no such drawdown
     // entitlement (those it has were made at start).
-    if lock(&PRODUCT).is_some() && super::state::shared().is_some() {
-        TABLE[i - 1].state.store(NOT_IN_PRODUCT, Ordering::Release);
+    if lock(&PRODUCT).is_some() {
+        let state = if super::state::shared().is_some() {
+            NOT_IN_PRODUCT
+        } else {
+            STOPPED
+        };
+        TABLE[i - 1].state.store(state, Ordering::Release);
     }
     i
 }
@@ -144,11 +155,24 @@ impl DrawSite {
         }
         let slot = &TABLE[slot - 1];
         let state = slot.state.load(Ordering::Acquire);
-        if state == OPEN && units > 0 {
-            slot.counted.fetch_add(units, Ordering::Relaxed);
-            return Ok(());
+        if state == OPEN && units > 0 && units <= slot.limit.load(Ordering::Relaxed) {
+            // Never wraps: a count that would overflow is more than any
+            // balance, so it is denied like one.
+            if slot
+                .counted
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                    c.checked_add(units)
+                })
+                .is_ok()
+            {
+                return Ok(());
+            }
         }
-        Err(self.denied(if units == 0 { u8::MAX } else { state }))
+        Err(self.denied(match (units, state) {
+            (0, _) => u8::MAX,
+            (_, OPEN) => EXHAUSTED,
+            (_, state) => state,
+        }))
     }
 
     #[cold]
@@ -181,8 +205,32 @@ fn entitlements(shared: &Shared) -> Vec<(&'static str, &'static str, usize)> {
         .collect()
 }
 
+/// Each drawdown entitlement's largest single draw, from the license read
+/// back: its `MaxCount`, or no limit with overage or without a count.
+pub(super) fn set_limits(shared: &Shared, read: &BTreeMap<String, super::state::Purchased>) {
+    for (name, _, slot) in entitlements(shared) {
+        let limit = read
+            .get(name)
+            .filter(|p| !p.overage)
+            .and_then(|p| p.max_count)
+            .unwrap_or(u64::MAX);
+        TABLE[slot - 1].limit.store(limit, Ordering::Relaxed);
+    }
+}
+
+/// Whether `batch` is a drawdown entitlement of the running product (the
+/// only batches sent: one left by another product or version is kept).
+fn is_mine(shared: &Shared, batch: &Batch) -> bool {
+    shared
+        .spec
+        .entitlements()
+        .iter()
+        .any(|e| e.name() == batch.entitlement && e.model() == Some(UnitModel::Drawdown))
+}
+
 /// At start: every slot says what this product allows, and the journal is
-/// opened (its unanswered batches are sent by the first flush).
+/// opened. While it holds unanswered batches of this product, `draw!` waits
+/// for them to be answered (a restart must not reset how long they waited).
 pub(super) fn open(shared: &Shared) {
     *lock(&PRODUCT) = Some(shared.product.name());
     let mine = entitlements(shared);
@@ -199,9 +247,18 @@ pub(super) fn open(shared: &Shared) {
     // exhausted) is decided again.
     for (_, _, slot) in &mine {
         TABLE[slot - 1].state.store(NOT_VERIFIED, Ordering::Release);
+        TABLE[slot - 1].limit.store(u64::MAX, Ordering::Relaxed);
     }
     let mut drawing = lock(&shared.drawing);
     reopen_journal(shared, &mut drawing);
+    let waiting = drawing
+        .journal
+        .as_ref()
+        .is_some_and(|j| j.pending().iter().any(|b| is_mine(shared, b)));
+    drop(drawing);
+    if waiting {
+        block(shared, BLOCKED);
+    }
 }
 
 /// Opens the journal if it is not open; sets the product's slots to match.
@@ -279,10 +336,13 @@ pub(super) fn totals(shared: &Shared, name: &str) -> (u64, u64) {
     (drawn, journaled + counted)
 }
 
-/// The license changed: entitlements refused for an exhausted balance may
-/// be drawn from again.
-pub(super) fn reopen_exhausted(shared: &Shared) {
-    for (_, _, slot) in entitlements(shared) {
+/// The license's count of the entitlements `changed` changed: those
+/// refused for an exhausted balance may be drawn from again.
+pub(super) fn reopen_exhausted(shared: &Shared, changed: &[String]) {
+    for (name, _, slot) in entitlements(shared) {
+        if !changed.iter().any(|c| c == name) {
+            continue;
+        }
         let _ = TABLE[slot - 1].state.compare_exchange(
             EXHAUSTED,
             OPEN,
@@ -292,11 +352,10 @@ pub(super) fn reopen_exhausted(shared: &Shared) {
     }
 }
 
-/// Shutdown: `draw!` denies from here on.
-pub(super) fn close() {
-    let names = lock(&NAMES).len();
-    for slot in TABLE.iter().take(names) {
-        slot.state.store(STOPPED, Ordering::Release);
+/// Shutdown: `draw!` of this product's entitlements denies from here on.
+pub(super) fn close(shared: &Shared) {
+    for (_, _, slot) in entitlements(shared) {
+        TABLE[slot - 1].state.store(STOPPED, Ordering::Release);
     }
 }
 
@@ -308,8 +367,9 @@ pub(super) async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// Sends every unanswered batch again, then journals and sends what was
-/// counted since the last flush.
+/// Journals what was counted since the last flush (no network: however
+/// slowly AWS answers, a crash loses at most one interval's units), then
+/// sends every unanswered batch of this product, oldest first.
 pub(super) async fn flush(shared: &Shared) {
     let mut journal = {
         let mut drawing = lock(&shared.drawing);
@@ -319,11 +379,7 @@ pub(super) async fn flush(shared: &Shared) {
             None => return,
         }
     };
-    for batch in journal.pending() {
-        send(shared, &mut journal, &batch).await;
-    }
     let at = u64::try_from(crate::time::epoch_secs((shared.wall)())).unwrap_or(0);
-    let now = shared.clock.now();
     let mut broken = None;
     for (name, _, slot) in entitlements(shared) {
         let counted = &TABLE[slot - 1].counted;
@@ -331,16 +387,24 @@ pub(super) async fn flush(shared: &Shared) {
         if units == 0 {
             continue;
         }
-        match journal.begin(name, units, crate::random::random_hex(32), at) {
-            Ok(batch) => send(shared, &mut journal, &batch).await,
-            Err(e) => {
-                // Not journaled, so not sent: the units wait in memory.
-                counted.fetch_add(units, Ordering::AcqRel);
-                broken = Some(e.to_string());
-                break;
+        if let Err(e) = journal.begin(name, units, crate::random::random_hex(32), at) {
+            // Not journaled, so never sent: the units wait in memory. The
+            // journal goes back as it is: it erases a half-written frame
+            // before it journals anything else.
+            counted.fetch_add(units, Ordering::AcqRel);
+            broken = Some(e.to_string());
+            break;
+        }
+    }
+    if broken.is_none() {
+        for batch in journal.pending() {
+            if is_mine(shared, &batch) {
+                send(shared, &mut journal, &batch).await;
             }
         }
     }
+    let now = shared.clock.now();
+    let wall_now = u64::try_from(crate::time::epoch_secs((shared.wall)())).unwrap_or(0);
     let mut drawing = lock(&shared.drawing);
     if let Some(error) = broken {
         tracing::error!(
@@ -349,30 +413,44 @@ pub(super) async fn flush(shared: &Shared) {
             "the drawdown journal cannot be written: draw! is denied until it can"
         );
         drawing.error = Some(error);
-        // Not put back: closed (its lock released) when this returns; the
-        // next flush opens it again.
+        drawing.journal = Some(journal);
         for (_, _, slot) in entitlements(shared) {
-            let _ = TABLE[slot - 1].state.compare_exchange(
-                OPEN,
-                NO_JOURNAL,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
+            let slot = &TABLE[slot - 1];
+            for from in [OPEN, BLOCKED, LAPSED] {
+                let _ = slot.state.compare_exchange(
+                    from,
+                    NO_JOURNAL,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+            }
         }
     } else {
-        // How long the oldest unanswered batch has waited, as this process
-        // saw it (on the lease's monotonic clock).
-        let pending: Vec<u64> = journal.pending().iter().map(|b| b.seq).collect();
-        drawing.waiting_since.retain(|seq, _| pending.contains(seq));
-        for seq in pending {
-            drawing.waiting_since.entry(seq).or_insert(now);
+        // How long the oldest unanswered batch of this product has waited:
+        // since it was journaled (wall clock, so a restart does not reset
+        // it), or since this process first saw it (monotonic, so a clock
+        // set back does not either).
+        let pending: Vec<Batch> = journal
+            .pending()
+            .into_iter()
+            .filter(|b| is_mine(shared, b))
+            .collect();
+        drawing
+            .waiting_since
+            .retain(|seq, _| pending.iter().any(|b| b.seq == *seq));
+        for b in &pending {
+            drawing.waiting_since.entry(b.seq).or_insert(now);
         }
         let stuck = drawing
             .waiting_since
             .values()
             .min()
-            .is_some_and(|since| now.saturating_sub(*since) >= BLOCK_AFTER);
+            .is_some_and(|since| now.saturating_sub(*since) >= BLOCK_AFTER)
+            || pending
+                .iter()
+                .any(|b| wall_now.saturating_sub(b.at) >= BLOCK_AFTER.as_secs());
         drawing.journal = Some(journal);
+        drawing.error = None;
         refresh_totals(&mut drawing);
         let lapsed = crate::status::lease_state() == Some(crate::status::LeaseState::Lapsed);
         block(
@@ -405,8 +483,8 @@ fn block(shared: &Shared, to: u8) {
                 BLOCKED => tracing::warn!(
                     target: "marketgate",
                     entitlement = name,
-                    "a drawdown batch has waited 30 minutes for License Manager: draw! is \
-                     denied until it is answered"
+                    "a drawdown batch is waiting for License Manager's answer: draw! is denied \
+                     until it is answered"
                 ),
                 LAPSED => tracing::warn!(
                     target: "marketgate",
@@ -427,14 +505,8 @@ async fn send(shared: &Shared, journal: &mut DrawJournal, batch: &Batch) {
         .spec
         .entitlements()
         .iter()
-        .find(|e| e.name() == batch.entitlement)
+        .find(|e| e.name() == batch.entitlement && e.model() == Some(UnitModel::Drawdown))
     else {
-        tracing::warn!(
-            target: "marketgate",
-            entitlement = %batch.entitlement,
-            units = batch.units,
-            "a journaled drawdown batch names an entitlement this product does not have; kept"
-        );
         return;
     };
     let answer = perpetual_checkout(shared, spec.unit(), batch).await;
@@ -442,10 +514,7 @@ async fn send(shared: &Shared, journal: &mut DrawJournal, batch: &Batch) {
         Ok(()) => Outcome::Drawn,
         Err(f)
             if f.retry == Retry::Permanent
-                && matches!(
-                    f.code.as_deref(),
-                    Some("NoEntitlementsAllowedException" | "ResourceNotFoundException")
-                ) =>
+                && f.code.as_deref() == Some("NoEntitlementsAllowedException") =>
         {
             tracing::warn!(
                 target: "marketgate",
@@ -453,11 +522,36 @@ async fn send(shared: &Shared, journal: &mut DrawJournal, batch: &Batch) {
                 entitlement = %batch.entitlement,
                 units = batch.units,
                 "drawdown balance exhausted: these units were used but cannot be drawn; draw! \
-                 denies until the license changes"
+                 denies until the license's count for it changes"
             );
             if let Some(slot) = lock(&NAMES).iter().position(|n| *n == batch.entitlement) {
-                TABLE[slot].state.store(EXHAUSTED, Ordering::Release);
+                for from in [OPEN, BLOCKED, LAPSED] {
+                    let _ = TABLE[slot].state.compare_exchange(
+                        from,
+                        EXHAUSTED,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    );
+                }
             }
+            Outcome::Refused
+        }
+        // A request AWS will never accept (a malformed value): written off
+        // loudly rather than blocking every later draw.
+        Err(f)
+            if f.retry == Retry::Permanent
+                && matches!(
+                    f.code.as_deref(),
+                    Some("ValidationException" | "InvalidParameterValueException")
+                ) =>
+        {
+            tracing::error!(
+                target: "marketgate",
+                failure = %f,
+                entitlement = %batch.entitlement,
+                units = batch.units,
+                "drawdown batch refused as invalid: its units are written off"
+            );
             Outcome::Refused
         }
         Err(f) => {

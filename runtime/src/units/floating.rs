@@ -14,13 +14,13 @@
 //! shutdown every guard still alive is checked in. After a crash AWS
 //! returns the units 60 minutes after the last extension.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_licensemanager::types::{CheckoutType, EntitlementData, EntitlementDataUnit};
 
-use super::state::{Held, Shared, lock, not_running, shared, spec_of};
+use super::state::{Held, Lost, Shared, lock, not_running, shared, spec_of};
 use crate::aws::retry::{Backoff, Exhausted};
 use crate::aws::{AwsFailure, Retry, classify};
 use crate::catalog::UnitModel;
@@ -45,7 +45,10 @@ pub struct Units {
     id: u64,
     name: &'static str,
     count: u64,
-    lost: Arc<AtomicBool>,
+    lost: Arc<Lost>,
+    /// The run that holds them (weak: a guard kept past shutdown must not
+    /// keep that run's journal open).
+    shared: Weak<Shared>,
 }
 
 impl Units {
@@ -66,7 +69,20 @@ impl Units {
     /// runtime shut down.
     #[must_use]
     pub fn is_held(&self) -> bool {
-        !self.lost.load(Ordering::Acquire)
+        !self.lost.is_set()
+    }
+
+    /// Resolves when the units are no longer held (see [`Units::is_held`]):
+    /// work that must not outlive them selects on it.
+    ///
+    /// ```ignore
+    /// tokio::select! {
+    ///     done = job.run() => done,
+    ///     () = units.lost() => Err(JobError::UnitsLost),
+    /// }
+    /// ```
+    pub async fn lost(&self) {
+        self.lost.wait().await;
     }
 
     /// Checks the units in and waits for AWS's answer (retrying transient
@@ -77,7 +93,7 @@ impl Units {
     /// the units by itself within 60 minutes.
     pub async fn release(mut self) -> Result<(), AwsFailure> {
         let id = std::mem::take(&mut self.id);
-        let Some((shared, held)) = take(id) else {
+        let Some((shared, held)) = take(id, &self.shared) else {
             return Ok(());
         };
         let handle = shared.handle.clone();
@@ -93,23 +109,30 @@ impl Units {
 
 impl Drop for Units {
     fn drop(&mut self) {
-        if let Some((shared, held)) = take(self.id) {
+        if let Some((shared, held)) = take(self.id, &self.shared) {
             let handle = shared.handle.clone();
-            handle.spawn(async move {
-                let _ = check_in(&shared, &held.token).await;
-            });
+            let task = {
+                let shared = shared.clone();
+                handle.spawn(async move {
+                    let _ = check_in(&shared, &held.token).await;
+                })
+            };
+            // Shutdown waits for the check-ins under way.
+            let mut check_ins = lock(&shared.check_ins);
+            check_ins.retain(|t| !t.is_finished());
+            check_ins.push(task);
         }
     }
 }
 
-/// Removes guard `id` from the pool (once).
-fn take(id: u64) -> Option<(Arc<Shared>, Held)> {
+/// Removes guard `id` from its run's pool (once).
+fn take(id: u64, run: &Weak<Shared>) -> Option<(Arc<Shared>, Held)> {
     if id == 0 {
         return None;
     }
-    let shared = shared()?;
+    let shared = run.upgrade()?;
     let held = lock(&shared.pool).held.remove(&id)?;
-    held.lost.store(true, Ordering::Release);
+    held.lost.set();
     shared.pool_changed.notify_one();
     Some((shared, held))
 }
@@ -172,37 +195,61 @@ pub(super) async fn checkout(name: &'static str, count: u64) -> Result<Units, De
     }
     let shared = shared().ok_or_else(|| not_running(name))?;
     let spec = spec_of(&shared, name)?;
-    let product = shared.product.name();
     if spec.model() != Some(UnitModel::Floating) {
-        return Err(denied(DenialReason::NotInProduct { product }));
+        return Err(denied(DenialReason::NotInProduct {
+            product: shared.product.name(),
+        }));
     }
-    let client_token = crate::random::random_hex(32);
+    // The checkout, and the guard's place in the pool, are the runtime's
+    // task: if the caller stops waiting (a timeout, a dropped future), the
+    // task sees it and checks the units straight back in.
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let task_shared = shared.clone();
     let unit = spec.unit();
-    let task = {
-        let shared = shared.clone();
-        async move {
-            let sent_at = shared.clock.now();
-            let sent_wall = (shared.wall)();
-            let backoff = Backoff {
-                initial: Duration::from_millis(200),
-                max: Duration::from_secs(5),
-                budget: shared.settings.checkout_budget,
-            };
-            let answer = backoff
-                .run(
-                    || send_checkout(&shared, name, unit, count, &client_token),
-                    |_, _| {},
-                )
-                .await;
-            (answer, sent_at, sent_wall)
+    shared.handle.spawn(async move {
+        let taken = take_units(&task_shared, name, unit, count).await;
+        if let Err(Ok((id, _))) = reply.send(taken) {
+            let held = lock(&task_shared.pool).held.remove(&id);
+            if let Some(held) = held {
+                held.lost.set();
+                let _ = check_in(&task_shared, &held.token).await;
+            }
         }
+    });
+    let (id, lost) = answer.await.map_err(|_| not_running(name))??;
+    Ok(Units {
+        id,
+        name,
+        count,
+        lost,
+        shared: Arc::downgrade(&shared),
+    })
+}
+
+/// Checks `count` units out and puts them in the pool: the guard's id and
+/// loss flag, or why not.
+async fn take_units(
+    shared: &Arc<Shared>,
+    name: &'static str,
+    unit: &'static str,
+    count: u64,
+) -> Result<(u64, Arc<Lost>), Denied> {
+    let denied = |reason| Denied::new(Subject::Entitlement(name), reason);
+    let product = shared.product.name();
+    let client_token = crate::random::random_hex(32);
+    let sent_at = shared.clock.now();
+    let sent_wall = (shared.wall)();
+    let backoff = Backoff {
+        initial: Duration::from_millis(200),
+        max: Duration::from_secs(5),
+        budget: shared.settings.checkout_budget,
     };
-    let (answer, sent_at, sent_wall) = shared
-        .handle
-        .clone()
-        .spawn(task)
-        .await
-        .map_err(|_| not_running(name))?;
+    let answer = backoff
+        .run(
+            || send_checkout(shared, name, unit, count, &client_token),
+            |_, _| {},
+        )
+        .await;
     let (token, expiration) = match answer {
         Ok(ok) => ok,
         Err(Exhausted::Permanent(f))
@@ -220,45 +267,46 @@ pub(super) async fn checkout(name: &'static str, count: u64) -> Result<Units, De
         }
     };
     let deadline = deadline(sent_at, sent_wall, expiration);
-    let lost = Arc::new(AtomicBool::new(false));
+    let lost = Arc::new(Lost::default());
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    // The runtime may have shut down while the checkout was in flight: then
-    // nothing will extend or check in these units, so give them back now.
-    if super::state::shared().is_none_or(|now| !Arc::ptr_eq(&now, &shared)) {
-        let _ = shared
-            .handle
-            .clone()
-            .spawn(async move { check_in(&shared, &token).await })
-            .await;
-        return Err(not_running(name));
+    let joined = {
+        let mut pool = lock(&shared.pool);
+        // After shutdown's check-in nothing would extend or check these
+        // units in: give them back now.
+        if pool.closed {
+            false
+        } else {
+            pool.held.insert(
+                id,
+                Held {
+                    name,
+                    count,
+                    token: token.clone(),
+                    deadline,
+                    next: sent_at + deadline.saturating_sub(sent_at) / 2,
+                    failures: 0,
+                    lost: lost.clone(),
+                },
+            );
+            true
+        }
+    };
+    if !joined {
+        let _ = check_in(shared, &token).await;
+        return Err(denied(DenialReason::Stopped));
     }
-    lock(&shared.pool).held.insert(
-        id,
-        Held {
-            name,
-            count,
-            token,
-            deadline,
-            next: sent_at + deadline.saturating_sub(sent_at) / 2,
-            failures: 0,
-            lost: lost.clone(),
-        },
-    );
     shared.pool_changed.notify_one();
-    Ok(Units {
-        id,
-        name,
-        count,
-        lost,
-    })
+    Ok((id, lost))
 }
 
 /// The lease-clock deadline of a consumption sent at `sent_at`: its
 /// expiration less the margin, never more than 60 minutes from the send.
 fn deadline(sent_at: Duration, sent_wall: SystemTime, expiration: Option<SystemTime>) -> Duration {
+    // An expiration already past (by this clock) leaves no time at all.
     let ttl = expiration
-        .and_then(|e| e.duration_since(sent_wall).ok())
-        .unwrap_or(PROVISIONAL_TTL)
+        .map_or(PROVISIONAL_TTL, |e| {
+            e.duration_since(sent_wall).unwrap_or(Duration::ZERO)
+        })
         .min(PROVISIONAL_TTL);
     sent_at + ttl.saturating_sub(DEADLINE_MARGIN)
 }
@@ -401,11 +449,10 @@ async fn extend(shared: &Shared, id: u64, token: &str, deadline: Duration) {
                 }
                 .delay(held.failures);
                 // Never later than the deadline: one last try just before.
-                held.next = (now + delay).min(
-                    held.deadline
-                        .saturating_sub(Duration::from_secs(1))
-                        .max(now),
-                );
+                // Never after the deadline, never back to back.
+                held.next = (now + delay)
+                    .min(held.deadline.saturating_sub(Duration::from_secs(1)))
+                    .max(now + Duration::from_secs(1));
                 tracing::warn!(
                     target: "marketgate",
                     %failure,
@@ -428,7 +475,7 @@ fn deadline_after(
 
 fn give_up(shared: &Shared, id: u64, why: &str) {
     if let Some(held) = lock(&shared.pool).held.remove(&id) {
-        held.lost.store(true, Ordering::Release);
+        held.lost.set();
         tracing::warn!(
             target: "marketgate",
             entitlement = held.name,
@@ -441,14 +488,22 @@ fn give_up(shared: &Shared, id: u64, why: &str) {
 /// Checks in every guard still alive (shutdown), concurrently, within
 /// `budget`; the guards then report [`Units::is_held`] false.
 pub(super) async fn check_in_all(shared: &Shared, budget: Duration) {
-    let held: Vec<Held> = std::mem::take(&mut lock(&shared.pool).held)
-        .into_values()
-        .collect();
+    let (held, dropped) = {
+        let mut pool = lock(&shared.pool);
+        pool.closed = true;
+        let held: Vec<Held> = std::mem::take(&mut pool.held).into_values().collect();
+        (held, std::mem::take(&mut *lock(&shared.check_ins)))
+    };
     for h in &held {
-        h.lost.store(true, Ordering::Release);
+        h.lost.set();
     }
     let all = futures_util::future::join_all(held.iter().map(|h| check_in(shared, &h.token)));
-    if tokio::time::timeout(budget, all).await.is_err() {
+    // And the check-ins of guards dropped just before.
+    let dropped = futures_util::future::join_all(dropped);
+    if tokio::time::timeout(budget, async { tokio::join!(all, dropped) })
+        .await
+        .is_err()
+    {
         tracing::warn!(
             target: "marketgate",
             "floating units not all checked in within the shutdown budget; AWS returns them \

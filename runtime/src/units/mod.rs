@@ -56,7 +56,7 @@ pub(crate) async fn launch(
     wall: Clock,
     license_arn: String,
     settings: Settings,
-) -> Option<Vec<tokio::task::JoinHandle<()>>> {
+) -> Option<Running> {
     let spec = product.license()?;
     let shared = Arc::new(Shared {
         product,
@@ -70,38 +70,50 @@ pub(crate) async fn launch(
         pool: Mutex::new(state::Pool::default()),
         pool_changed: tokio::sync::Notify::new(),
         drawing: Mutex::new(state::Drawing::default()),
+        check_ins: Mutex::new(Vec::new()),
     });
     STOPPED.store(false, std::sync::atomic::Ordering::Release);
-    quantity::read_license(&shared, &license_arn).await;
     *SHARED.write().unwrap_or_else(PoisonError::into_inner) = Some(shared.clone());
     drawdown::open(&shared);
+    // After `open`, which forgets what an earlier run read.
+    quantity::read_license(&shared, &license_arn).await;
     let mut tasks = vec![tokio::spawn(floating::run(shared.clone()))];
     if spec
         .entitlements()
         .iter()
         .any(|e| e.model() == Some(UnitModel::Drawdown))
     {
-        tasks.push(tokio::spawn(drawdown::run(shared)));
+        tasks.push(tokio::spawn(drawdown::run(shared.clone())));
     }
-    Some(tasks)
+    Some(Running { shared, tasks })
+}
+
+/// The counted-units work of one run of the runtime, for its shutdown.
+pub(crate) struct Running {
+    shared: Arc<Shared>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// At shutdown, within `budget`: the last counted drawdown units are drawn
 /// and every floating guard still held is checked in. From here on,
 /// checkouts and draws are denied.
-pub(crate) async fn shutdown(tasks: Vec<tokio::task::JoinHandle<()>>, budget: Duration) {
-    let Some(shared) = SHARED
-        .write()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take()
-    else {
-        return;
-    };
-    STOPPED.store(true, std::sync::atomic::Ordering::Release);
+pub(crate) async fn shutdown(running: Running, budget: Duration) {
+    let Running { shared, tasks } = running;
+    {
+        // This run's state only: a late shutdown never stops a newer run.
+        let mut current = SHARED.write().unwrap_or_else(PoisonError::into_inner);
+        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &shared)) {
+            *current = None;
+            STOPPED.store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
     for task in tasks {
         task.abort();
+        // Gone before the final flush: an aborted task still holding the
+        // journal would keep it locked.
+        let _ = task.await;
     }
-    drawdown::close();
+    drawdown::close(&shared);
     let draw = tokio::time::timeout(budget, drawdown::flush(&shared));
     let check_in = floating::check_in_all(&shared, budget);
     let (drawn, ()) = tokio::join!(draw, check_in);

@@ -93,16 +93,26 @@ pub(super) fn store(shared: &Shared, license: &License) {
             )
         })
         .collect();
-    let changed = {
+    drawdown::set_limits(shared, &read);
+    let changed: Vec<String> = {
         let mut slot = lock(&shared.read);
-        let changed = slot.as_ref().is_some_and(|(old, _)| *old != read);
+        // Entitlements whose count (or overage) is not what it was.
+        let changed = slot.as_ref().map_or_else(Vec::new, |(old, _)| {
+            read.iter()
+                .filter(|(name, new)| {
+                    old.get(*name)
+                        .is_none_or(|o| (o.max_count, o.overage) != (new.max_count, new.overage))
+                })
+                .map(|(name, _)| name.clone())
+                .collect()
+        });
         *slot = Some((read, (shared.wall)()));
         changed
     };
-    if changed {
-        tracing::info!(target: "marketgate", "the license's entitlements changed");
+    if !changed.is_empty() {
+        tracing::info!(target: "marketgate", ?changed, "the license's entitlements changed");
         // A drawdown balance the buyer topped up may be drawn from again.
-        drawdown::reopen_exhausted(shared);
+        drawdown::reopen_exhausted(shared, &changed);
     }
 }
 

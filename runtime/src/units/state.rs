@@ -46,6 +46,8 @@ pub(crate) struct Shared {
     pub(crate) pool: Mutex<Pool>,
     pub(crate) pool_changed: tokio::sync::Notify,
     pub(crate) drawing: Mutex<Drawing>,
+    /// Check-ins of dropped guards under way: shutdown waits for them.
+    pub(crate) check_ins: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 pub(crate) static SHARED: RwLock<Option<Arc<Shared>>> = RwLock::new(None);
@@ -99,6 +101,8 @@ pub(crate) fn not_running(name: &'static str) -> Denied {
 #[derive(Default)]
 pub(crate) struct Pool {
     pub(crate) held: BTreeMap<u64, Held>,
+    /// Set by shutdown's check-in: no guard may join after it.
+    pub(crate) closed: bool,
 }
 
 pub(crate) struct Held {
@@ -110,7 +114,7 @@ pub(crate) struct Held {
     /// Lease-clock time of the next extension.
     pub(crate) next: Duration,
     pub(crate) failures: u32,
-    pub(crate) lost: Arc<AtomicBool>,
+    pub(crate) lost: Arc<Lost>,
 }
 
 impl Pool {
@@ -135,4 +139,36 @@ pub(crate) struct Drawing {
     /// Lease-clock time each unanswered batch (by seq) was first seen by
     /// this process.
     pub(crate) waiting_since: BTreeMap<u64, std::time::Duration>,
+}
+
+/// Whether a guard's units are gone (given up at their deadline, or checked
+/// in by shutdown), and a way to wait for it.
+#[derive(Debug, Default)]
+pub(crate) struct Lost {
+    flag: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Lost {
+    pub(crate) fn set(&self) {
+        self.flag.store(true, std::sync::atomic::Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.flag.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Resolves once [`Lost::set`] has been called.
+    pub(crate) async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_set() {
+                return;
+            }
+            notified.await;
+        }
+    }
 }

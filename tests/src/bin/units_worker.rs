@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use marketgate::DenialReason;
 use marketgate_tests::{AppError, scan, start_job};
 
 fn wait_for_release() {
@@ -59,6 +60,14 @@ fn scans(threads: usize) {
                         Ok(_) => {
                             let n = total.fetch_add(1, Ordering::AcqRel) + 1;
                             println!("counted {} {n}", started.elapsed().as_millis());
+                        }
+                        // A restart waits for the journal's unanswered
+                        // batches to be answered before it draws again.
+                        Err(AppError::Denied(denied))
+                            if matches!(denied.reason(), DenialReason::Unavailable { .. }) =>
+                        {
+                            std::thread::sleep(Duration::from_millis(5));
+                            continue;
                         }
                         Err(AppError::Denied(denied)) => {
                             println!("denied {:?}", denied.reason());
