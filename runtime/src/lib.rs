@@ -84,6 +84,7 @@ mod denied;
 #[cfg(feature = "dev")]
 mod dev_clock;
 mod entitlement;
+mod frames;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -36,10 +36,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aws_lc_rs::digest::{SHA256, digest};
 use serde::{Deserialize, Serialize};
 
 use super::storage::{LockGuard, Storage, StoredFile};
+use crate::frames;
 use crate::usage::Tags;
 
 /// Frames larger than this are treated as corruption. The largest real one
@@ -247,102 +247,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
     }
 }
 
-fn checksum(payload: &[u8]) -> u64 {
-    let hash = digest(&SHA256, payload);
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&hash.as_ref()[..8]);
-    u64::from_le_bytes(first)
-}
-
 fn encode(events: &[Event]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for event in events {
-        // Serialising these plain enums cannot fail.
-        let payload = serde_json::to_vec(event).unwrap_or_default();
-        out.extend_from_slice(
-            &u32::try_from(payload.len())
-                .unwrap_or(u32::MAX)
-                .to_le_bytes(),
-        );
-        out.extend_from_slice(&checksum(&payload).to_le_bytes());
-        out.extend_from_slice(&payload);
-    }
-    out
-}
-
-/// One frame at `at`.
-enum Frame {
-    /// An intact event and the offset after it.
-    Event(Event, usize),
-    /// The frame runs past the end of the file.
-    Incomplete,
-    /// The frame is complete but fails its checksum or does not parse.
-    Bad,
-}
-
-fn frame(bytes: &[u8], at: usize) -> Frame {
-    let Some(header) = bytes.get(at..at.saturating_add(12)) else {
-        return Frame::Incomplete;
-    };
-    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    let sum = u64::from_le_bytes([
-        header[4], header[5], header[6], header[7], header[8], header[9], header[10], header[11],
-    ]);
-    if len > MAX_FRAME {
-        return Frame::Bad;
-    }
-    let Some(payload) = bytes.get(at + 12..at + 12 + len) else {
-        return Frame::Incomplete;
-    };
-    if checksum(payload) != sum {
-        return Frame::Bad;
-    }
-    match serde_json::from_slice(payload) {
-        Ok(event) => Frame::Event(event, at + 12 + len),
-        Err(_) => Frame::Bad,
-    }
-}
-
-/// What [`decode`] found: the events, an incomplete or zeroed tail, and the
-/// damaged byte ranges before it.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Decoded {
-    events: Vec<Event>,
-    torn_tail: u64,
-    /// `(offset, length)` of each unreadable range.
-    damaged: Vec<(usize, usize)>,
-}
-
-/// Decodes every intact frame. After a bad frame it resynchronises at the
-/// next offset where an intact frame starts (a 64-bit checksum makes a false
-/// match practically impossible).
-fn decode(bytes: &[u8]) -> Decoded {
-    let mut out = Decoded::default();
-    let mut at = 0;
-    while at < bytes.len() {
-        match frame(bytes, at) {
-            Frame::Event(event, next) => {
-                out.events.push(event);
-                at = next;
-            }
-            bad @ (Frame::Incomplete | Frame::Bad) => {
-                let next =
-                    (at + 1..bytes.len()).find(|n| matches!(frame(bytes, *n), Frame::Event(..)));
-                // Nothing intact follows: an incomplete last frame, or a file
-                // a crash extended with zeros, is a torn tail. A complete
-                // frame with a bad checksum is damage even at the end.
-                let zeros = bytes[at..].iter().all(|b| *b == 0);
-                if next.is_none() && (matches!(bad, Frame::Incomplete) || zeros) {
-                    out.torn_tail = (bytes.len() - at) as u64;
-                    return out;
-                }
-                let next = next.unwrap_or(bytes.len());
-                out.damaged.push((at, next - at));
-                at = next;
-            }
-        }
-    }
-    out
+    frames::encode(events)
 }
 
 /// An open journal.
@@ -384,8 +290,8 @@ impl Journal {
         };
         let mut file = storage.open(&path, true).map_err(io(&path))?;
         let bytes = file.read_all().map_err(io(&path))?;
-        let decoded = decode(&bytes);
-        let mut events = decoded.events;
+        let decoded = frames::decode::<Event>(&bytes, MAX_FRAME);
+        let mut events: Vec<Event> = decoded.items.into_iter().map(|(_, e)| e).collect();
         let mut damaged = decoded.damaged;
         match events.first() {
             Some(Event::Header { version, .. }) if *version > VERSION => {

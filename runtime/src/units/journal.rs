@@ -52,9 +52,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aws_lc_rs::digest::{SHA256, digest};
 use serde::{Deserialize, Serialize};
 
+use crate::frames;
 use crate::metering::storage::{LockGuard, Storage, StoredFile};
 
 /// File names in the state directory.
@@ -199,99 +199,8 @@ enum Record {
 
 // ---- frames ----------------------------------------------------------------
 
-fn checksum(payload: &[u8]) -> u64 {
-    let hash = digest(&SHA256, payload);
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&hash.as_ref()[..8]);
-    u64::from_le_bytes(first)
-}
-
 fn encode(records: &[Record]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for record in records {
-        // Serialising these plain types cannot fail; every payload is far
-        // below `MAX_FRAME` (names and tokens are bounded).
-        let payload = serde_json::to_vec(record).unwrap_or_default();
-        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&checksum(&payload).to_le_bytes());
-        out.extend_from_slice(&payload);
-    }
-    out
-}
-
-enum Frame {
-    /// An intact record and the offset after it.
-    Intact(Record, usize),
-    /// The frame runs past the end of the bytes.
-    Incomplete,
-    /// Complete, but fails its checksum or does not parse.
-    Bad,
-}
-
-fn frame(bytes: &[u8], at: usize) -> Frame {
-    let Some(head) = bytes.get(at..at.saturating_add(12)) else {
-        return Frame::Incomplete;
-    };
-    let mut len = [0u8; 4];
-    len.copy_from_slice(&head[..4]);
-    let len = u32::from_le_bytes(len) as usize;
-    let mut sum = [0u8; 8];
-    sum.copy_from_slice(&head[4..]);
-    if len > MAX_FRAME {
-        return Frame::Bad;
-    }
-    let Some(payload) = bytes.get(at + 12..at + 12 + len) else {
-        return Frame::Incomplete;
-    };
-    if checksum(payload) != u64::from_le_bytes(sum) {
-        return Frame::Bad;
-    }
-    match serde_json::from_slice(payload) {
-        Ok(record) => Frame::Intact(record, at + 12 + len),
-        Err(_) => Frame::Bad,
-    }
-}
-
-#[derive(Debug, Default)]
-struct Decoded {
-    /// Intact records with their offsets.
-    records: Vec<(usize, Record)>,
-    torn_tail: u64,
-    /// `(offset, length)` of each unreadable stretch.
-    damaged: Vec<(usize, usize)>,
-}
-
-/// Every intact frame; after a bad one, reading resumes at the next offset
-/// where an intact frame starts (a 64-bit checksum makes a false match
-/// practically impossible).
-fn decode(bytes: &[u8]) -> Decoded {
-    let mut out = Decoded::default();
-    let mut at = 0;
-    while at < bytes.len() {
-        let bad = match frame(bytes, at) {
-            Frame::Intact(record, next) => {
-                out.records.push((at, record));
-                at = next;
-                continue;
-            }
-            bad => bad,
-        };
-        let next = (at + 1..bytes.len()).find(|n| matches!(frame(bytes, *n), Frame::Intact(..)));
-        // Nothing intact follows: an incomplete last frame, or zeros a crash
-        // left, is a torn tail. A complete frame failing its checksum is
-        // damage even at the end.
-        if next.is_none()
-            && (matches!(bad, Frame::Incomplete) || bytes[at..].iter().all(|b| *b == 0))
-        {
-            out.torn_tail = (bytes.len() - at) as u64;
-            return out;
-        }
-        let next = next.unwrap_or(bytes.len());
-        out.damaged.push((at, next - at));
-        at = next;
-    }
-    out
+    frames::encode(records)
 }
 
 // ---- state -----------------------------------------------------------------
@@ -465,8 +374,8 @@ impl DrawJournal {
         };
         let mut file = storage.open(&path, true).map_err(io(&path, "open"))?;
         let bytes = file.read_all().map_err(io(&path, "read"))?;
-        let decoded = decode(&bytes);
-        let mut records = decoded.records.into_iter().peekable();
+        let decoded = frames::decode::<Record>(&bytes, MAX_FRAME);
+        let mut records = decoded.items.into_iter().peekable();
         let mut damaged = decoded.damaged;
         let mut floor = 0;
         let mut headerless = false;
