@@ -9,18 +9,10 @@
 //! pass a 64-bit checksum).
 #![no_main]
 
-use aws_lc_rs::digest::{SHA256, digest};
+#[path = "common/framed.rs"]
+mod common;
 
-fn framed(lines: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for payload in lines.split(|b| *b == b'\n') {
-        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&digest(&SHA256, payload).as_ref()[..8]);
-        out.extend_from_slice(payload);
-    }
-    out
-}
+use common::framed;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Some((first, rest)) = data.split_first() else {

@@ -359,7 +359,11 @@ impl Drop for RevokeOnPanic {
     }
 }
 
-async fn check_in_once(clients: &Clients, token: &str) -> Result<(), crate::aws::AwsFailure> {
+/// One `CheckInLicense` of `token`, timed and recorded in `status()`.
+pub(crate) async fn check_in_once(
+    clients: &Clients,
+    token: &str,
+) -> Result<(), crate::aws::AwsFailure> {
     let timer = metrics::Timer::start();
     let answer = clients
         .licenses

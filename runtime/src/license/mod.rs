@@ -22,7 +22,7 @@ pub(crate) use consumption::features_for;
 pub(crate) use lease::{Grant, Lease, Policy, Sent};
 #[cfg(all(feature = "testing", feature = "dev"))]
 pub(crate) use maintain::Turn;
-pub(crate) use maintain::{Driver, SharedLease, check_in};
+pub(crate) use maintain::{Driver, SharedLease, check_in, check_in_once};
 
 use crate::aws::retry::Backoff;
 

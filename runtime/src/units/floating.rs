@@ -158,19 +158,7 @@ async fn check_in(shared: &Shared, token: &str) -> Result<(), AwsFailure> {
     };
     let result = backoff
         .run(
-            || async {
-                let answer = shared
-                    .clients
-                    .licenses
-                    .check_in_license()
-                    .license_consumption_token(token)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| classify("CheckInLicense", &e));
-                crate::status::record_call("CheckInLicense", answer.as_ref().copied());
-                answer
-            },
+            || crate::license::check_in_once(&shared.clients, token),
             |_, _| {},
         )
         .await;
