@@ -16,7 +16,7 @@ use crate::catalog::MAX_DIMENSIONS;
 
 /// Shards; a power of two. More threads than this share shards (still
 /// correct, only contended).
-const SHARDS: usize = 16;
+pub(crate) const SHARDS: usize = 16;
 
 #[repr(align(128))] // two cache lines: keeps adjacent-line prefetch from pairing shards
 struct Shard([AtomicU64; MAX_DIMENSIONS]);
@@ -31,8 +31,9 @@ thread_local! {
     static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
+/// This thread's shard (shared with `draw!`'s counters).
 #[inline]
-fn shard() -> usize {
+pub(crate) fn shard() -> usize {
     SHARD.with(|cell| {
         let shard = cell.get();
         if shard == usize::MAX {

@@ -1,7 +1,9 @@
 //! Drawdown units: counted on the hot path, drawn for good in batches.
 //!
-//! `draw!` adds to an atomic counter of its entitlement, as `#[metered]`
-//! does for a dimension: no lock, no I/O, no network. Every checkpoint
+//! `draw!` adds to its thread's shard of its entitlement's counter, as
+//! `#[metered]` does for a dimension (`crate::counters`): one uncontended
+//! relaxed add, no lock, no I/O, no network. Counters only grow; a batch is
+//! the difference between their sum now and the sum the last batch took. Every checkpoint
 //! interval the runtime's thread takes each counter's units as a batch,
 //! journals it with a fresh client token ([`journal`](super::journal),
 //! written and `fsync`ed first), then draws it with one `PERPETUAL`
@@ -34,6 +36,7 @@ use super::journal::{Batch, DrawJournal, Outcome};
 use super::state::{Drawing, Shared, lock};
 use crate::aws::{AwsFailure, Retry, classify};
 use crate::catalog::UnitModel;
+use crate::counters::{SHARDS, shard};
 use crate::denied::{DenialReason, Denied, Subject};
 use crate::metering::storage::RealFs;
 
@@ -58,7 +61,8 @@ const LAPSED: u8 = 7;
 
 struct Slot {
     state: AtomicU8,
-    counted: AtomicU64,
+    /// The counters' sum the last journaled batch took.
+    batched: AtomicU64,
     /// The most one `draw!` may ask for: the license's `MaxCount` (no limit
     /// with overage or before the license is read). A bigger draw could
     /// never be drawn, and would spoil its whole batch.
@@ -68,10 +72,32 @@ struct Slot {
 static TABLE: [Slot; SLOTS] = [const {
     Slot {
         state: AtomicU8::new(NOT_VERIFIED),
-        counted: AtomicU64::new(0),
-        limit: AtomicU64::new(u64::MAX),
+        batched: AtomicU64::new(0),
+        limit: AtomicU64::new(UNLIMITED),
     }
 }; SLOTS];
+
+/// The largest single draw without a known `MaxCount` (or with overage):
+/// far beyond any use, and far from wrapping the counters.
+const UNLIMITED: u64 = 1 << 40;
+
+/// One thread's counters, a cache line pair apart from the next.
+#[repr(align(128))]
+struct Shard([AtomicU64; SLOTS]);
+
+static COUNTED: [Shard; SHARDS] = [const { Shard([const { AtomicU64::new(0) }; SLOTS]) }; SHARDS];
+
+/// Everything `draw!` ever counted into slot `i` (0-based), over shards.
+fn counted_total(i: usize) -> u64 {
+    COUNTED.iter().fold(0u64, |sum, shard| {
+        sum.wrapping_add(shard.0[i].load(Ordering::Acquire))
+    })
+}
+
+/// Units counted into slot `i` and not yet taken by a batch.
+fn unbatched(i: usize) -> u64 {
+    counted_total(i).wrapping_sub(TABLE[i].batched.load(Ordering::Acquire))
+}
 /// Which entitlement each slot counts; slots are never reused, so a call
 /// site's cached slot stays right across restarts of the runtime.
 static NAMES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
@@ -117,7 +143,7 @@ pub(crate) fn testing_open(name: &'static str) {
 pub(crate) fn testing_counted(name: &'static str) -> u64 {
     match slot_of(name) {
         0 => 0,
-        slot => TABLE[slot - 1].counted.load(Ordering::Acquire),
+        slot => unbatched(slot - 1),
     }
 }
 
@@ -153,20 +179,12 @@ impl DrawSite {
             }
             self.slot.store(slot, Ordering::Relaxed);
         }
-        let slot = &TABLE[slot - 1];
+        let index = slot - 1;
+        let slot = &TABLE[index];
         let state = slot.state.load(Ordering::Acquire);
         if state == OPEN && units > 0 && units <= slot.limit.load(Ordering::Relaxed) {
-            // Never wraps: a count that would overflow is more than any
-            // balance, so it is denied like one.
-            if slot
-                .counted
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
-                    c.checked_add(units)
-                })
-                .is_ok()
-            {
-                return Ok(());
-            }
+            COUNTED[shard() & (SHARDS - 1)].0[index].fetch_add(units, Ordering::Relaxed);
+            return Ok(());
         }
         Err(self.denied(match (units, state) {
             (0, _) => u8::MAX,
@@ -213,7 +231,7 @@ pub(super) fn set_limits(shared: &Shared, read: &BTreeMap<String, super::state::
             .get(name)
             .filter(|p| !p.overage)
             .and_then(|p| p.max_count)
-            .unwrap_or(u64::MAX);
+            .map_or(UNLIMITED, |max| max.min(UNLIMITED));
         TABLE[slot - 1].limit.store(limit, Ordering::Relaxed);
     }
 }
@@ -247,7 +265,7 @@ pub(super) fn open(shared: &Shared) {
     // exhausted) is decided again.
     for (_, _, slot) in &mine {
         TABLE[slot - 1].state.store(NOT_VERIFIED, Ordering::Release);
-        TABLE[slot - 1].limit.store(u64::MAX, Ordering::Relaxed);
+        TABLE[slot - 1].limit.store(UNLIMITED, Ordering::Relaxed);
     }
     let mut drawing = lock(&shared.drawing);
     reopen_journal(shared, &mut drawing);
@@ -332,7 +350,7 @@ pub(super) fn totals(shared: &Shared, name: &str) -> (u64, u64) {
     let counted = lock(&NAMES)
         .iter()
         .position(|n| *n == name)
-        .map_or(0, |i| TABLE[i].counted.load(Ordering::Relaxed));
+        .map_or(0, unbatched);
     (drawn, journaled + counted)
 }
 
@@ -382,18 +400,20 @@ pub(super) async fn flush(shared: &Shared) {
     let at = u64::try_from(crate::time::epoch_secs((shared.wall)())).unwrap_or(0);
     let mut broken = None;
     for (name, _, slot) in entitlements(shared) {
-        let counted = &TABLE[slot - 1].counted;
-        let units = counted.swap(0, Ordering::AcqRel);
+        let total = counted_total(slot - 1);
+        let units = total.wrapping_sub(TABLE[slot - 1].batched.load(Ordering::Acquire));
         if units == 0 {
             continue;
         }
-        if let Err(e) = journal.begin(name, units, crate::random::random_hex(32), at) {
-            // Not journaled, so never sent: the units wait in memory. The
-            // journal goes back as it is: it erases a half-written frame
-            // before it journals anything else.
-            counted.fetch_add(units, Ordering::AcqRel);
-            broken = Some(e.to_string());
-            break;
+        match journal.begin(name, units, crate::random::random_hex(32), at) {
+            Ok(_) => TABLE[slot - 1].batched.store(total, Ordering::Release),
+            Err(e) => {
+                // Not journaled, so never sent: the units stay counted. The
+                // journal goes back as it is: it erases a half-written
+                // frame before it journals anything else.
+                broken = Some(e.to_string());
+                break;
+            }
         }
     }
     if broken.is_none() {
