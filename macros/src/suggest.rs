@@ -14,6 +14,24 @@ pub(crate) fn closest<'a>(
         .map(|(_, c)| c)
 }
 
+/// What to tell a seller whose `name` matches none of the `known` names of
+/// `kind` ("feature", "entitlement", ...): the closest one, or the list.
+pub(crate) fn hint<'a>(kind: &str, name: &str, known: impl IntoIterator<Item = &'a str>) -> String {
+    let known: Vec<&str> = known.into_iter().collect();
+    match closest(name, known.iter().copied()) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None if known.is_empty() => format!("it declares no {kind}s"),
+        None => format!(
+            "declared {kind}s: {}",
+            known
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 /// Levenshtein distance over chars.
 fn distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();

@@ -89,19 +89,7 @@ pub(crate) fn expand(tokens: TokenStream, what: Use) -> TokenStream {
 fn check(name: &LitStr, what: Use, manifest: &Manifest) -> syn::Result<()> {
     let value = name.value();
     let Some((product, entitlement)) = manifest.entitlement(&value) else {
-        let known = manifest.entitlement_names();
-        let hint = match suggest::closest(&value, known.iter().copied()) {
-            Some(s) => format!("did you mean `{s}`?"),
-            None if known.is_empty() => "it declares no contract entitlements".to_owned(),
-            None => format!(
-                "declared entitlements: {}",
-                known
-                    .iter()
-                    .map(|k| format!("`{k}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        };
+        let hint = suggest::hint("entitlement", &value, manifest.entitlement_names());
         return Err(syn::Error::new(
             name.span(),
             format!(

@@ -62,18 +62,7 @@ pub(super) fn resolve(gates: Gates, manifest: &Manifest) -> syn::Result<Resolved
 }
 
 fn unknown_name(kind: &str, name: &Name, known: &[String], manifest: &Manifest) -> syn::Error {
-    let hint = match suggest::closest(&name.value, known.iter().map(String::as_str)) {
-        Some(s) => format!("did you mean `{s}`?"),
-        None if known.is_empty() => format!("it declares no {kind}s"),
-        None => format!(
-            "declared {kind}s: {}",
-            known
-                .iter()
-                .map(|k| format!("`{k}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
+    let hint = suggest::hint(kind, &name.value, known.iter().map(String::as_str));
     syn::Error::new(
         name.span,
         format!(

@@ -1,3 +1,3 @@
 fn main() {
-    let _ = marketgate::entitlement!("Jbos");
+    let _ = marketgate::entitlement!("Scan");
 }
